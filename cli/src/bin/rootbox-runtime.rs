@@ -1,0 +1,3 @@
+fn main() {
+    println!("rootbox {}", rootbox_core::VERSION);
+}
