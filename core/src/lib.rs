@@ -1,4 +1,26 @@
 //! rootbox core: rootless Linux containers.
+//!
+//! The three front doors (the `rootbox` and `rootbox-runtime` CLIs, the C ABI and the Python
+//! module) are thin: every call maps to one function here, so behaviour, errors and tests are
+//! shared.
+//!
+//! - [`spec`]: the OCI runtime config, rootbox's defaults, run options → config.
+//! - [`idmap`]: user namespace id mappings (single id, or subordinate ids via newuidmap).
+//! - [`launch`]: clone into new namespaces, the child's setup up to exec, the PID-1 init.
+//! - [`seccomp`]: OCI seccomp profiles compiled to BPF, Docker's default profile.
+//! - [`container`]: state, locks and the lifecycle verbs.
+//! - [`info`]: what this host offers (kernel, id mapping, overlay, cgroups, helpers).
+
+pub mod container;
+pub mod error;
+pub mod idmap;
+pub mod info;
+pub mod launch;
+pub mod seccomp;
+pub mod spec;
+pub mod sys;
+
+pub use error::{Error, Result};
 
 /// The library version (the crate version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,3 +1,415 @@
+//! `rootbox-runtime`: an OCI runtime command line compatible with runc's, for engines (podman
+//! `--runtime`, containerd, CRI-O). Each verb maps to one `rootbox_core` call.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
+use rootbox_cli::wait_foreground;
+use rootbox_core::container::{self, create::CreateOptions, state::StateRoot, Container};
+use rootbox_core::{spec, Error};
+
+const PROG: &str = "rootbox-runtime";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rootbox-runtime",
+    version,
+    about = "rootbox's OCI runtime (runc-compatible)"
+)]
+struct Opts {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    cmd: SubCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum SubCommand {
+    #[command(flatten)]
+    Standard(Box<StandardCmd>),
+    #[command(flatten)]
+    Common(Box<CommonCmd>),
+}
+
+/// Where errors go besides stderr: the `--log` file engines read, in runc's format.
+struct Log {
+    path: Option<PathBuf>,
+    json: bool,
+}
+
+impl Log {
+    fn error(&self, msg: &str) {
+        if let Some(p) = &self.path {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+            {
+                let time = container::state::now_rfc3339();
+                let line = if self.json {
+                    serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+                } else {
+                    format!("time=\"{time}\" level=error msg={msg:?}")
+                };
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    }
+}
+
 fn main() {
-    println!("rootbox {}", rootbox_core::VERSION);
+    let opts = Opts::parse();
+    let log = Log {
+        path: opts.global.log.clone(),
+        json: opts.global.log_format.as_deref() == Some("json"),
+    };
+    let root_path = opts
+        .global
+        .root
+        .clone()
+        .unwrap_or_else(|| StateRoot::default_path("rootbox-runtime"));
+    let code = match dispatch(opts.cmd, &root_path) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = e.to_string();
+            log.error(&msg);
+            eprintln!("{PROG}: {msg}");
+            // runc exits 1 on errors; a command that cannot be found or run keeps 127/126.
+            match e.exit_code() {
+                c @ (126 | 127) => c,
+                _ => 1,
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn root(path: &Path) -> Result<StateRoot, Error> {
+    Ok(StateRoot::open(path)?)
+}
+
+fn bundle_spec(bundle: &Path) -> Result<(PathBuf, spec::OciSpec), Error> {
+    let bundle = bundle.canonicalize().map_err(|_| {
+        spec::SpecError::Invalid(format!("bundle {} does not exist", bundle.display()))
+    })?;
+    let spec = spec::load_bundle(&bundle)?;
+    Ok((bundle, spec))
+}
+
+fn preserve(n: i32) -> u32 {
+    n.max(0) as u32
+}
+
+fn dispatch(cmd: SubCommand, root_path: &Path) -> Result<i32, Error> {
+    match cmd {
+        SubCommand::Standard(cmd) => {
+            match *cmd {
+                StandardCmd::Create(c) => {
+                    let root = root(root_path)?;
+                    let (bundle, spec) = bundle_spec(&c.bundle)?;
+                    let opts = CreateOptions {
+                        bundle,
+                        console_socket: c.console_socket,
+                        pid_file: c.pid_file,
+                        preserve_fds: preserve(c.preserve_fds),
+                        no_pivot: c.no_pivot,
+                        ..Default::default()
+                    };
+                    container::create::create(&root, &c.container_id, &spec, &opts)?;
+                    Ok(0)
+                }
+                StandardCmd::Start(s) => {
+                    container::start::start(&root(root_path)?, &s.container_id)?;
+                    Ok(0)
+                }
+                StandardCmd::State(s) => {
+                    let c = Container::load(&root(root_path)?, &s.container_id)?;
+                    println!("{}", to_json(&c.oci_state()));
+                    Ok(0)
+                }
+                StandardCmd::Kill(k) => {
+                    let sig = container::kill::parse_signal(&k.signal)?;
+                    container::kill::kill(&root(root_path)?, &k.container_id, sig, k.all)?;
+                    Ok(0)
+                }
+                StandardCmd::Delete(d) => {
+                    let root = root(root_path)?;
+                    match container::delete::delete(&root, &d.container_id, d.force) {
+                        Ok(()) => Ok(0),
+                        // runc: `delete --force` of a container that does not exist succeeds.
+                        Err(container::ContainerError::State(container::StateError::NotFound(
+                            _,
+                        ))) if d.force => Ok(0),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            }
+        }
+        SubCommand::Common(cmd) => common(*cmd, root_path),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
+    match cmd {
+        CommonCmd::Run(r) => {
+            let root = root(root_path)?;
+            let (bundle, spec) = bundle_spec(&r.bundle)?;
+            let opts = CreateOptions {
+                bundle,
+                console_socket: r.console_socket,
+                pid_file: r.pid_file,
+                preserve_fds: preserve(r.preserve_fds),
+                no_pivot: r.no_pivot,
+                kill_on_parent_death: !r.detach,
+                ..Default::default()
+            };
+            let running = container::run::run(&root, &r.container_id, &spec, &opts)?;
+            if r.detach {
+                return Ok(0);
+            }
+            wait_foreground(running, !r.keep)
+        }
+        CommonCmd::Exec(x) => {
+            let root = root(root_path)?;
+            let c = Container::load(&root, &x.container_id)?;
+            let process = match &x.process {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).map_err(|e| spec::SpecError::Read {
+                        path: p.clone(),
+                        source: e,
+                    })?;
+                    serde_json::from_str(&text).map_err(|e| spec::SpecError::Parse {
+                        path: p.clone(),
+                        message: e.to_string(),
+                    })?
+                }
+                None => {
+                    if x.command.is_empty() {
+                        return Err(
+                            spec::SpecError::Invalid("exec: no command given".into()).into()
+                        );
+                    }
+                    let env: Vec<String> = x.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let cwd = x.cwd.as_ref().map(|p| p.to_string_lossy().into_owned());
+                    let mut p = container::exec::process_for(
+                        &c,
+                        x.command.clone(),
+                        &env,
+                        cwd.as_deref(),
+                        x.tty,
+                    )?;
+                    if let Some((uid, gid)) = x.user {
+                        let mut u = p.user().clone();
+                        u.set_uid(uid);
+                        u.set_gid(gid.unwrap_or(uid));
+                        if !x.additional_gids.is_empty() {
+                            u.set_additional_gids(Some(x.additional_gids.clone()));
+                        }
+                        p.set_user(u);
+                    }
+                    if x.no_new_privs {
+                        p.set_no_new_privileges(Some(true));
+                    }
+                    p
+                }
+            };
+            let lopts = rootbox_core::launch::LaunchOptions {
+                preserve_fds: preserve(x.preserve_fds),
+                kill_on_parent_death: !x.detach,
+                ..Default::default()
+            };
+            let mut launched = container::exec::exec(&root, &x.container_id, &process, &lopts)?;
+            if let Some(pf) = &x.pid_file {
+                container::state::write_atomic(pf, launched.pid.to_string().as_bytes())?;
+            }
+            if let (Some(sock), Some(master)) = (&x.console_socket, launched.pty_master.take()) {
+                send_console_fd(sock, master.as_raw_fd())?;
+            }
+            if x.detach {
+                return Ok(0);
+            }
+            let pid = launched.pid;
+            let pty = launched.pty_master.take();
+            let raw = pty.as_ref().and_then(|_| rootbox_cli::RawMode::enable(0));
+            let fwd =
+                rootbox_cli::SignalForwarder::start(pid, pty.as_ref().map(|p| p.as_raw_fd())).ok();
+            let out = pty.map(rootbox_cli::proxy_pty);
+            let code = rootbox_core::launch::wait_pid(pid)?;
+            if let Some(t) = out {
+                let _ = t.join();
+            }
+            drop(fwd);
+            drop(raw);
+            Ok(code)
+        }
+        CommonCmd::List(l) => {
+            let root = root(root_path)?;
+            let all = container::list(&root)?;
+            if l.quiet {
+                for c in &all {
+                    println!("{}", c.id());
+                }
+            } else if l.format == "json" {
+                let items: Vec<serde_json::Value> = all
+                    .iter()
+                    .map(|c| {
+                        let st = c.oci_state();
+                        serde_json::json!({
+                            "ociVersion": st.oci_version, "id": st.id, "pid": st.pid.unwrap_or(0),
+                            "status": st.status, "bundle": st.bundle, "rootfs": c.record.rootfs,
+                            "created": c.record.created, "owner": "",
+                        })
+                    })
+                    .collect();
+                println!("{}", to_json(&items));
+            } else {
+                println!(
+                    "{:<24} {:<8} {:<10} {:<40} {}",
+                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                );
+                for c in &all {
+                    let st = c.oci_state();
+                    println!(
+                        "{:<24} {:<8} {:<10} {:<40} {}",
+                        st.id,
+                        st.pid.unwrap_or(0),
+                        st.status,
+                        st.bundle.display(),
+                        c.record.created
+                    );
+                }
+            }
+            Ok(0)
+        }
+        CommonCmd::Ps(p) => {
+            let c = Container::load(&root(root_path)?, &p.container_id)?;
+            let pids = c.pids();
+            if p.format == "json" {
+                println!("{}", serde_json::to_string(&pids).unwrap_or_default());
+            } else {
+                println!("{:<8} CMD", "PID");
+                for pid in pids {
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|b| {
+                            String::from_utf8_lossy(&b)
+                                .replace('\0', " ")
+                                .trim()
+                                .to_string()
+                        })
+                        .unwrap_or_default();
+                    println!("{pid:<8} {cmd}");
+                }
+            }
+            Ok(0)
+        }
+        CommonCmd::Spec(s) => {
+            let dir = s.bundle.unwrap_or_else(|| PathBuf::from("."));
+            let path = dir.join("config.json");
+            if path.exists() {
+                return Err(spec::SpecError::Invalid(format!(
+                    "{} exists: remove it first",
+                    path.display()
+                ))
+                .into());
+            }
+            let spec = spec::template(s.rootless)?;
+            std::fs::write(&path, to_json(&spec)).map_err(|e| spec::SpecError::Read {
+                path: path.clone(),
+                source: e,
+            })?;
+            Ok(0)
+        }
+        CommonCmd::Features(_) => {
+            println!("{}", to_json(&features()));
+            Ok(0)
+        }
+        CommonCmd::Pause(p) => Err(unsupported_cgroup("pause", &p.container_id)),
+        CommonCmd::Resume(p) => Err(unsupported_cgroup("resume", &p.container_id)),
+        CommonCmd::Update(u) => Err(unsupported_cgroup("update", &u.container_id)),
+        CommonCmd::Events(e) => Err(unsupported_cgroup("events", &e.container_id)),
+        CommonCmd::Checkpointt(c) => Err(container::StateError::Other(format!(
+            "checkpoint of {:?}: checkpoint/restore is not supported by rootbox",
+            c.container_id
+        ))
+        .into()),
+    }
+}
+
+fn unsupported_cgroup(verb: &str, id: &str) -> Error {
+    container::StateError::Other(format!(
+        "{verb} {id:?}: needs a delegated cgroup v2 (the freezer and resource controllers); see `rootbox info` for this host's cgroup layout"
+    ))
+    .into()
+}
+
+fn send_console_fd(path: &Path, fd: i32) -> Result<(), Error> {
+    use std::os::unix::net::UnixStream;
+    let sock = UnixStream::connect(path).map_err(|e| container::StateError::io(path, e))?;
+    let name = b"/dev/ptmx";
+    let mut iov = libc::iovec {
+        iov_base: name.as_ptr() as *mut libc::c_void,
+        iov_len: name.len(),
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: a zeroed msghdr pointed at our own buffers, carrying one SCM_RIGHTS fd that fits
+    // in `cbuf`.
+    let r = unsafe {
+        let mut hdr: libc::msghdr = std::mem::zeroed();
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = cbuf.as_mut_ptr().cast();
+        hdr.msg_controllen = libc::CMSG_SPACE(4) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
+        libc::sendmsg(sock.as_raw_fd(), &hdr, 0)
+    };
+    if r < 0 {
+        return Err(container::StateError::io(path, std::io::Error::last_os_error()).into());
+    }
+    Ok(())
+}
+
+/// The OCI `features` document: what this runtime supports.
+fn features() -> serde_json::Value {
+    let seccomp_actions = [
+        "SCMP_ACT_ALLOW",
+        "SCMP_ACT_ERRNO",
+        "SCMP_ACT_KILL",
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_KILL_THREAD",
+        "SCMP_ACT_LOG",
+        "SCMP_ACT_TRAP",
+        "SCMP_ACT_TRACE",
+    ];
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.0",
+        "hooks": ["createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": ["ro", "rw", "nosuid", "nodev", "noexec", "bind", "rbind", "noatime",
+                         "strictatime", "nodiratime", "relatime", "private", "rprivate", "slave",
+                         "rslave", "shared", "rshared"],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time"],
+            "capabilities": rootbox_core::spec::caps::ALL_CAPS.to_vec(),
+            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false},
+            "seccomp": {"enabled": true, "actions": seccomp_actions,
+                        "operators": ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ",
+                                      "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"],
+                        "archs": ["SCMP_ARCH_X86_64"]},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false}
+        },
+        "annotations": {"io.rootbox.version": rootbox_core::VERSION}
+    })
 }

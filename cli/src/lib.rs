@@ -1,0 +1,181 @@
+//! What both command lines share: error reporting, signal forwarding and the terminal proxy.
+//! No container logic lives here; that is all in `rootbox_core`.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+use signal_hook::iterator::{Handle, Signals};
+
+/// Prints `prog: message` on stderr and exits with `code`.
+pub fn die(prog: &str, message: impl std::fmt::Display, code: i32) -> ! {
+    eprintln!("{prog}: {message}");
+    std::process::exit(code)
+}
+
+/// Forwards the signals a user sends to the CLI (TERM, INT, HUP, QUIT, USR1, USR2) to the
+/// container's process; with a terminal, window-size changes are passed to the pty.
+pub struct SignalForwarder {
+    handle: Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SignalForwarder {
+    pub fn start(pid: i32, pty: Option<RawFd>) -> std::io::Result<SignalForwarder> {
+        let mut sigs = vec![SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2];
+        if pty.is_some() {
+            sigs.push(SIGWINCH);
+        }
+        let mut signals = Signals::new(&sigs)?;
+        let handle = signals.handle();
+        let thread = std::thread::spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGWINCH {
+                    if let Some(master) = pty {
+                        copy_window_size(0, master);
+                    }
+                    continue;
+                }
+                // SAFETY: sending a signal to the container's process.
+                unsafe { libc::kill(pid, sig) };
+            }
+        });
+        Ok(SignalForwarder {
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for SignalForwarder {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies the window size of terminal `from` to terminal `to`.
+pub fn copy_window_size(from: RawFd, to: RawFd) {
+    // SAFETY: an all-zero winsize is valid; TIOCGWINSZ/TIOCSWINSZ take a pointer to one.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(to, libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
+/// Puts a terminal in raw mode until dropped.
+pub struct RawMode {
+    fd: RawFd,
+    saved: libc::termios,
+}
+
+impl RawMode {
+    pub fn enable(fd: RawFd) -> Option<RawMode> {
+        // SAFETY: isatty/tcgetattr/tcsetattr on a descriptor we were given, with valid termios
+        // buffers.
+        unsafe {
+            if libc::isatty(fd) != 1 {
+                return None;
+            }
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(fd, &mut t) != 0 {
+                return None;
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+            Some(RawMode { fd, saved })
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restoring the settings saved in `enable`.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+    }
+}
+
+/// Relays our stdin to the pty master and the master to our stdout. Returns the output thread,
+/// which ends when the container side closes.
+pub fn proxy_pty(master: OwnedFd) -> JoinHandle<()> {
+    copy_window_size(0, master.as_raw_fd());
+    let master = Arc::new(master);
+    let input = Arc::clone(&master);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut stdin = std::io::stdin();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || write_fd(input.as_raw_fd(), &buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut out = std::io::stdout();
+        loop {
+            // SAFETY: reading into a buffer we own.
+            let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            if out.write_all(&buf[..n as usize]).is_err() {
+                break;
+            }
+            let _ = out.flush();
+        }
+    })
+}
+
+fn write_fd(fd: RawFd, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        // SAFETY: writing from a buffer we own.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        data = &data[n as usize..];
+    }
+    Ok(())
+}
+
+/// A process-wide slot for the pid to forward signals to (0: none).
+pub static FOREGROUND_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Runs a foreground container to its end: forwards signals, relays the terminal, waits, and
+/// returns the exit code.
+pub fn wait_foreground(
+    mut running: rootbox_core::container::run::Running,
+    remove: bool,
+) -> Result<i32, rootbox_core::Error> {
+    let pid = running.pid();
+    FOREGROUND_PID.store(pid, Ordering::SeqCst);
+    let pty = running.take_pty();
+    let raw = pty.as_ref().and_then(|_| RawMode::enable(0));
+    let forwarder = SignalForwarder::start(pid, pty.as_ref().map(|p| p.as_raw_fd())).ok();
+    let output = pty.map(proxy_pty);
+    let code = running.wait(remove);
+    if let Some(t) = output {
+        let _ = t.join();
+    }
+    drop(forwarder);
+    drop(raw);
+    Ok(code?)
+}
+
+/// An fd for /dev/null, for a container without stdin.
+pub fn dev_null() -> std::io::Result<std::fs::File> {
+    std::fs::File::open("/dev/null")
+}

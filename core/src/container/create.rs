@@ -1,0 +1,175 @@
+//! `create`: set the container up and leave its process waiting for `start`.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use super::hooks::{self, HookPoint};
+use super::state::{self, Record, StateRoot, Status};
+use super::{Container, ContainerError, StateError};
+use crate::launch::{self, LaunchOptions, Launched};
+
+/// Options of `create` (and of `run`) beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub stdio: Option<[RawFd; 3]>,
+    /// Kill the container if the launching thread dies (foreground runs).
+    pub kill_on_parent_death: bool,
+}
+
+/// Registers a new container directory, failing if the id is taken.
+pub(crate) fn register(
+    root: &StateRoot,
+    id: &str,
+    spec: &Spec,
+    bundle: &Path,
+) -> Result<Container, ContainerError> {
+    state::validate_id(id)?;
+    let dir = root.dir(id);
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let existing = Container::load(root, id);
+            match existing {
+                // A leftover of a crash: nothing alive, no record worth keeping.
+                Err(StateError::NotFound(_)) => {}
+                _ => return Err(StateError::AlreadyExists(id.to_string()).into()),
+            }
+        }
+        Err(e) => return Err(StateError::io(&dir, e).into()),
+    }
+    let config = serde_json::to_vec_pretty(spec).map_err(|e| StateError::Other(e.to_string()))?;
+    state::write_atomic(&dir.join("config.json"), &config)?;
+    let rootfs = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_default();
+    let c = Container {
+        root: root.clone(),
+        record: Record {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            rootfs,
+            pid: None,
+            pid_start: None,
+            status: Status::Creating,
+            created: state::now_rfc3339(),
+            exit_code: None,
+            annotations: spec.annotations().clone().unwrap_or_default(),
+        },
+    };
+    c.save()?;
+    Ok(c)
+}
+
+/// Launches the container's process for `create` (with `fifo`) or `run` (without), running the
+/// createRuntime/createContainer hooks before pivot_root, and records it.
+pub(crate) fn launch_recorded(
+    c: &mut Container,
+    spec: &Spec,
+    opts: &CreateOptions,
+    fifo: Option<PathBuf>,
+) -> Result<Launched, ContainerError> {
+    let hook_state = c.oci_state();
+    let before_pivot = |pid: i32| -> Result<(), String> {
+        let mut st = hook_state.clone();
+        st.pid = Some(pid);
+        st.status = Status::Creating;
+        hooks::run(spec, HookPoint::CreateRuntime, &st).map_err(|e| e.to_string())?;
+        hooks::run(spec, HookPoint::CreateContainer, &st).map_err(|e| e.to_string())
+    };
+    let lopts = LaunchOptions {
+        stdio: opts.stdio,
+        preserve_fds: opts.preserve_fds,
+        start_fifo: fifo,
+        no_pivot: opts.no_pivot,
+        kill_on_parent_death: opts.kill_on_parent_death,
+        before_pivot: if hooks::has_create_hooks(spec) {
+            Some(&before_pivot)
+        } else {
+            None
+        },
+    };
+    let mut launched = launch::launch(spec, &lopts)?;
+    if let (Some(sock), Some(master)) = (&opts.console_socket, &launched.pty_master) {
+        send_console(sock, master.as_raw_fd())?;
+        launched.pty_master = None;
+    }
+    c.record.pid = Some(launched.pid);
+    c.record.pid_start = state::process_start_time(launched.pid);
+    c.record.status = Status::Created;
+    c.save()?;
+    if let Some(pf) = &opts.pid_file {
+        state::write_atomic(pf, launched.pid.to_string().as_bytes())?;
+    }
+    Ok(launched)
+}
+
+/// `create`: the process is set up and blocks until `start`.
+pub fn create(
+    root: &StateRoot,
+    id: &str,
+    spec: &Spec,
+    opts: &CreateOptions,
+) -> Result<Container, ContainerError> {
+    let mut c = register(root, id, spec, &opts.bundle)?;
+    let result = (|| {
+        let fifo = c.fifo_path();
+        let cpath = CString::new(fifo.as_os_str().as_bytes())
+            .map_err(|_| StateError::Other("state path contains a NUL byte".into()))?;
+        // SAFETY: valid path.
+        if unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) } < 0 {
+            return Err(StateError::io(&fifo, std::io::Error::last_os_error()).into());
+        }
+        launch_recorded(&mut c, spec, opts, Some(fifo))?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(c),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(c.dir());
+            Err(e)
+        }
+    }
+}
+
+/// Sends the pty master to an engine's console socket, as runc does.
+fn send_console(path: &Path, master: RawFd) -> Result<(), StateError> {
+    let sock = UnixStream::connect(path).map_err(|e| StateError::io(path, e))?;
+    let name = b"/dev/ptmx";
+    let mut iov = libc::iovec {
+        iov_base: name.as_ptr() as *mut libc::c_void,
+        iov_len: name.len(),
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: an all-zero msghdr is a valid empty header; we then point it at our buffers and
+    // fill one SCM_RIGHTS control message that fits in `cbuf`.
+    let r = unsafe {
+        let mut hdr: libc::msghdr = std::mem::zeroed();
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = cbuf.as_mut_ptr().cast();
+        hdr.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), master);
+        libc::sendmsg(sock.as_raw_fd(), &hdr, 0)
+    };
+    if r < 0 {
+        return Err(StateError::io(path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `exec`: run another process inside a running container.
+
+use oci_spec::runtime::Process;
+
+use super::state::{StateRoot, Status};
+use super::{Container, ContainerError, StateError};
+use crate::launch::{self, LaunchOptions, Launched};
+
+pub fn exec(
+    root: &StateRoot,
+    id: &str,
+    process: &Process,
+    opts: &LaunchOptions<'_>,
+) -> Result<Launched, ContainerError> {
+    let c = Container::load(root, id)?;
+    let status = c.status();
+    let pid = match (status, c.record.pid) {
+        (Status::Running, Some(pid)) => pid,
+        _ => {
+            return Err(StateError::WrongStatus {
+                id: id.into(),
+                status,
+                action: "exec",
+                wanted: "running",
+            }
+            .into())
+        }
+    };
+    let spec = c.spec()?;
+    let mut launched = launch::exec_into(pid, process, &spec, opts)?;
+    launched.wait_exec()?;
+    Ok(launched)
+}
+
+/// The process for an exec: the container's own (user, capabilities, env, no_new_privs) with
+/// the given command, extra env, cwd and terminal.
+pub fn process_for(
+    container: &Container,
+    args: Vec<String>,
+    env: &[String],
+    cwd: Option<&str>,
+    tty: bool,
+) -> Result<Process, ContainerError> {
+    let spec = container.spec()?;
+    let mut p = spec.process().clone().unwrap_or_default();
+    p.set_args(Some(args));
+    let mut all = p.env().clone().unwrap_or_default();
+    for e in env {
+        let key = e.split('=').next().unwrap_or("");
+        all.retain(|x| x.split('=').next() != Some(key));
+        all.push(e.clone());
+    }
+    p.set_env(Some(all));
+    if let Some(cwd) = cwd {
+        p.set_cwd(cwd.into());
+    }
+    p.set_terminal(Some(tty));
+    p.set_console_size(None);
+    Ok(p)
+}

@@ -1,0 +1,221 @@
+//! Containers and their lifecycle: one file per verb (create, start, run, exec, kill, delete),
+//! state and locks in `state.rs`, OCI hooks in `hooks.rs`.
+
+pub mod create;
+pub mod delete;
+pub mod exec;
+pub mod hooks;
+pub mod kill;
+pub mod run;
+pub mod start;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+pub use state::{OciState, Record, StateRoot, Status};
+
+use crate::launch::LaunchError;
+use crate::spec::SpecError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+    #[error("container {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("invalid container id {0:?}: use letters, digits, '_', '-', '.', '+'")]
+    BadId(String),
+    #[error("container {id:?} is {status}: {action} needs it {wanted}")]
+    WrongStatus {
+        id: String,
+        status: Status,
+        action: &'static str,
+        wanted: &'static str,
+    },
+    #[error("state directory {path} is not a private directory of this user")]
+    NotPrivate { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt state {path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("hook {path} failed: {message}")]
+    Hook { path: PathBuf, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StateError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Errors of lifecycle operations: state, configuration or launch.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+}
+
+/// A container recorded in a state root.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub root: StateRoot,
+    pub record: Record,
+}
+
+impl Container {
+    /// Loads a container's record.
+    pub fn load(root: &StateRoot, id: &str) -> Result<Container, StateError> {
+        state::validate_id(id).map_err(|_| StateError::NotFound(id.to_string()))?;
+        let path = root.dir(id).join("state.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StateError::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(StateError::io(&path, e)),
+        };
+        let record = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Container {
+            root: root.clone(),
+            record,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.root.dir(&self.record.id)
+    }
+
+    pub fn fifo_path(&self) -> PathBuf {
+        self.dir().join("exec.fifo")
+    }
+
+    /// The saved OCI config.
+    pub fn spec(&self) -> Result<Spec, StateError> {
+        let path = self.dir().join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| StateError::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Whether the container's first process is alive (same pid and start time).
+    pub fn is_alive(&self) -> bool {
+        match (self.record.pid, self.record.pid_start) {
+            (Some(pid), Some(start)) => state::process_start_time(pid) == Some(start),
+            _ => false,
+        }
+    }
+
+    /// The live status: derived from the process, not only from what was last written, so a
+    /// crash or reboot shows as stopped and never blocks the next command.
+    pub fn status(&self) -> Status {
+        match self.record.status {
+            Status::Creating if !self.is_alive() => Status::Stopped,
+            Status::Stopped => Status::Stopped,
+            _ if !self.is_alive() => Status::Stopped,
+            Status::Created if !self.fifo_path().exists() => Status::Running,
+            s => s,
+        }
+    }
+
+    pub fn oci_state(&self) -> OciState {
+        let status = self.status();
+        OciState {
+            oci_version: "1.2.0".into(),
+            id: self.record.id.clone(),
+            status,
+            pid: if status == Status::Stopped {
+                None
+            } else {
+                self.record.pid
+            },
+            bundle: self.record.bundle.clone(),
+            annotations: self.record.annotations.clone(),
+            created: Some(self.record.created.clone()),
+        }
+    }
+
+    pub fn save(&self) -> Result<(), StateError> {
+        let data = serde_json::to_vec_pretty(&self.record).map_err(|e| StateError::Corrupt {
+            path: self.dir(),
+            message: e.to_string(),
+        })?;
+        state::write_atomic(&self.dir().join("state.json"), &data)
+    }
+
+    /// Every process in the container's pid namespace (host pids), the first process first.
+    pub fn pids(&self) -> Vec<i32> {
+        let Some(pid) = self.record.pid.filter(|_| self.is_alive()) else {
+            return Vec::new();
+        };
+        let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
+            return vec![pid];
+        };
+        let mut pids = vec![pid];
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if p != pid
+                    && std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                        .ok()
+                        .as_ref()
+                        == Some(&ns)
+                {
+                    pids.push(p);
+                }
+            }
+        }
+        pids
+    }
+}
+
+/// All containers of a state root, skipping unreadable records.
+pub fn list(root: &StateRoot) -> Result<Vec<Container>, StateError> {
+    Ok(root
+        .ids()?
+        .iter()
+        .filter_map(|id| Container::load(root, id).ok())
+        .collect())
+}
+
+/// A new random container id (64 hex digits, like Docker's).
+pub fn new_id() -> String {
+    let mut buf = [0u8; 32];
+    // SAFETY: getrandom fills the buffer we own.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n != buf.len() as isize {
+        // Fall back to time and pid: unique enough for ids, which are checked for clashes anyway.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let seed = t ^ ((std::process::id() as u128) << 64);
+        buf[..16].copy_from_slice(&seed.to_le_bytes());
+        buf[16..].copy_from_slice(&seed.rotate_left(37).to_le_bytes());
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

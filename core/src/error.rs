@@ -1,0 +1,75 @@
+//! The crate error: each module's typed error rolled up, keeping errno and path where known.
+
+use std::path::Path;
+
+use crate::container::{ContainerError, StateError};
+use crate::idmap::IdMapError;
+use crate::launch::LaunchError;
+use crate::seccomp::SeccompError;
+use crate::spec::SpecError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    IdMap(#[from] IdMapError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+}
+
+impl From<ContainerError> for Error {
+    fn from(e: ContainerError) -> Self {
+        match e {
+            ContainerError::State(e) => Error::State(e),
+            ContainerError::Spec(e) => Error::Spec(e),
+            ContainerError::Launch(e) => Error::Launch(e),
+        }
+    }
+}
+
+impl Error {
+    /// The errno behind the error, when there is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Launch(e) => e.errno(),
+            Error::State(StateError::Io { source, .. }) => source.raw_os_error(),
+            Error::Spec(SpecError::Read { source, .. }) => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The path involved, when there is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::State(StateError::Io { path, .. })
+            | Error::State(StateError::NotPrivate { path })
+            | Error::State(StateError::Corrupt { path, .. })
+            | Error::Spec(SpecError::Read { path, .. })
+            | Error::Spec(SpecError::Parse { path, .. })
+            | Error::Spec(SpecError::NoRootfs { path })
+            | Error::Spec(SpecError::NoBindSource { path }) => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The exit code a command line should use, Docker's convention: 127 for a command that is
+    /// not found, 126 for one that cannot be executed, 125 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Launch(e) => e.exit_code(),
+            _ => 125,
+        }
+    }
+
+    /// Whether the error means "no such container".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::State(StateError::NotFound(_)))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

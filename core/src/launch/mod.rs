@@ -1,0 +1,555 @@
+//! Launching a container's process: one clone with every namespace flag, the parent writing the
+//! id maps, one socketpair for sync, and errors from the child sent back and worded here.
+//!
+//! Fork-safety rule: `plan.rs` computes and allocates everything in the parent; `child.rs` runs
+//! between clone and exec using only system calls. That makes the launch safe from multithreaded
+//! hosts (Python, C programs) — see the stress test in `tests/`.
+
+pub mod child;
+pub mod plan;
+pub mod sync;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Process, Spec};
+
+use crate::idmap;
+use crate::sys;
+use child::{Ctx, Step};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("invalid configuration: {0}")]
+    Plan(String),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    IdMap(#[from] idmap::IdMapError),
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        source: std::io::Error,
+    },
+    /// The child failed before exec; `message` says what, with the path and errno.
+    #[error("{message}")]
+    Child {
+        step: Step,
+        errno: i32,
+        message: String,
+        exit_code: i32,
+    },
+    #[error("the container process exited during setup ({0})")]
+    ChildDied(String),
+}
+
+impl LaunchError {
+    fn sys(what: impl Into<String>, errno: i32) -> Self {
+        LaunchError::Sys {
+            what: what.into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            LaunchError::Sys { source, .. } => source.raw_os_error(),
+            LaunchError::Child { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    /// The exit code a CLI should use: 127/126 for a missing/unexecutable command, else 125.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LaunchError::Child { exit_code, .. } => *exit_code,
+            _ => 125,
+        }
+    }
+}
+
+/// What the caller chooses about a launch beyond the OCI config.
+#[derive(Default)]
+pub struct LaunchOptions<'a> {
+    /// Descriptors for the process's stdin, stdout, stderr (default: inherited).
+    pub stdio: Option<[RawFd; 3]>,
+    /// Pass fds 3..3+N through to the process.
+    pub preserve_fds: u32,
+    /// `create` semantics: block before exec until this fifo is opened by `start`.
+    pub start_fifo: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Kill the container when the launching thread dies (foreground CLI runs).
+    pub kill_on_parent_death: bool,
+    /// Called with the child's pid once namespaces exist and before pivot_root (OCI hooks).
+    pub before_pivot: Option<&'a dyn Fn(i32) -> Result<(), String>>,
+}
+
+/// Strings to word a child's error with.
+#[derive(Debug, Clone, Default)]
+struct ErrorContext {
+    mounts: Vec<(String, String)>,
+    masked: Vec<String>,
+    readonly: Vec<String>,
+    sysctls: Vec<String>,
+    cwd: String,
+    exec_name: String,
+    candidates: Vec<String>,
+    uid: u32,
+    gid: u32,
+    rootfs: String,
+}
+
+fn lossy(c: &CString) -> String {
+    String::from_utf8_lossy(c.as_bytes()).into_owned()
+}
+
+impl ErrorContext {
+    fn from_process(pp: &plan::ProcessPlan) -> Self {
+        ErrorContext {
+            cwd: lossy(&pp.cwd),
+            exec_name: pp.exec_name.clone(),
+            candidates: pp.exec_candidates.iter().map(lossy).collect(),
+            uid: pp.uid,
+            gid: pp.gid,
+            ..Default::default()
+        }
+    }
+
+    fn from_plan(p: &plan::ChildPlan) -> Self {
+        let mut ctx = Self::from_process(&p.process);
+        ctx.mounts = p
+            .mounts
+            .iter()
+            .map(|m| {
+                let what = match m.kind {
+                    plan::MountKind::Bind => format!("bind {}", lossy(&m.source)),
+                    plan::MountKind::Fresh => lossy(&m.fstype),
+                };
+                (what, lossy(&m.dest))
+            })
+            .collect();
+        ctx.masked = p.masked.iter().map(lossy).collect();
+        ctx.readonly = p.readonly_paths.iter().map(lossy).collect();
+        ctx.sysctls = p.sysctls.iter().map(|(k, _)| lossy(k)).collect();
+        ctx.rootfs = lossy(&p.rootfs);
+        ctx
+    }
+
+    fn describe(&self, step: Step, index: u32, errno: i32) -> String {
+        let err = std::io::Error::from_raw_os_error(errno);
+        let i = index as usize;
+        let pick = |v: &Vec<String>| v.get(i).cloned().unwrap_or_default();
+        match step {
+            Step::FindExecutable if errno == libc::ENOENT => {
+                if self.exec_name.contains('/') {
+                    format!(
+                        "exec: \"{0}\": stat {0}: no such file or directory",
+                        self.exec_name
+                    )
+                } else {
+                    format!(
+                        "exec: \"{}\": executable file not found in $PATH",
+                        self.exec_name
+                    )
+                }
+            }
+            Step::FindExecutable | Step::Exec if errno == libc::EACCES => {
+                format!("exec: \"{}\": permission denied", self.exec_name)
+            }
+            Step::Exec => format!(
+                "exec: \"{}\": {}",
+                self.candidates.get(i).unwrap_or(&self.exec_name),
+                err
+            ),
+            Step::PrepareMount | Step::AttachMount => {
+                let (what, dest) = self.mounts.get(i).cloned().unwrap_or_default();
+                format!("mount {what} on {dest}: {err}")
+            }
+            Step::Chdir if index == 1 => format!(
+                "working directory {} is outside the container's root",
+                self.cwd
+            ),
+            Step::Chdir => format!("working directory {}: {err}", self.cwd),
+            Step::MaskPath => format!("masking {}: {err}", pick(&self.masked)),
+            Step::ReadonlyPath => format!("making {} read-only: {err}", pick(&self.readonly)),
+            Step::Sysctl => format!("writing sysctl {}: {err}", pick(&self.sysctls)),
+            Step::SetUid if errno == libc::EINVAL => format!(
+                "user {} is not mapped in the container's user namespace (with a single-id mapping only uid 0 exists; use subordinate ids, --idmap subids)",
+                self.uid
+            ),
+            Step::SetGid if errno == libc::EINVAL => format!(
+                "group {} is not mapped in the container's user namespace (with a single-id mapping only gid 0 exists; use subordinate ids, --idmap subids)",
+                self.gid
+            ),
+            Step::Groups => format!(
+                "setting additional groups: {err} (not possible with a single-id mapping)"
+            ),
+            Step::BindRootfs => format!("bind-mounting the rootfs {}: {err}", self.rootfs),
+            Step::PivotRoot => format!("pivot_root into {}: {err}", self.rootfs),
+            Step::JoinNamespaces => format!("joining the container's namespaces: {err}"),
+            other => format!("container setup failed at {other:?}: {err}"),
+        }
+    }
+}
+
+/// A launched container process, set up and ready (or already exec'd).
+#[derive(Debug)]
+pub struct Launched {
+    pub pid: i32,
+    pub pidfd: Option<OwnedFd>,
+    /// The pty master when the process has a terminal.
+    pub pty_master: Option<OwnedFd>,
+    sync: OwnedFd,
+    errors: ErrorContext,
+}
+
+impl Launched {
+    /// Waits until the process has exec'd its command, or returns why it could not
+    /// (the child has then exited; it is reaped here).
+    pub fn wait_exec(&mut self) -> Result<(), LaunchError> {
+        match sync::recv(self.sync.as_raw_fd()) {
+            Ok(None) => Ok(()),
+            Ok(Some((m, _))) if m.kind == sync::CHILD_ERROR => {
+                let _ = wait_pid(self.pid);
+                Err(child_error(&self.errors, m))
+            }
+            Ok(Some(_)) => Err(LaunchError::Plan(
+                "unexpected message from the container process".into(),
+            )),
+            Err(e) => Err(LaunchError::sys("reading from the container process", e)),
+        }
+    }
+}
+
+fn child_error(errors: &ErrorContext, m: sync::Msg) -> LaunchError {
+    let step = Step::from_u32(m.step).unwrap_or(Step::Exec);
+    let exit_code = match (step, m.value) {
+        (Step::FindExecutable | Step::Exec, libc::ENOENT) => 127,
+        (Step::FindExecutable | Step::Exec, _) => 126,
+        _ => 125,
+    };
+    LaunchError::Child {
+        step,
+        errno: m.value,
+        message: errors.describe(step, m.index, m.value),
+        exit_code,
+    }
+}
+
+/// Blocks every signal in the calling thread until dropped, so the child starts with all
+/// signals blocked and none of the host's handlers can run in it before exec.
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn new() -> Self {
+        // SAFETY: sigset operations on local sets; pthread_sigmask affects only this thread.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            SignalsBlocked(old)
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restoring the mask saved in `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
+/// Forks the child with `flags`: clone3 with a pidfd, or legacy clone where clone3 is refused.
+/// Runs `child` in the child (which must never return).
+// The child branch calls a function returning an uninhabited type, which rustc flags.
+#[allow(unreachable_code)]
+fn spawn(
+    flags: u64,
+    child: impl FnOnce() -> std::convert::Infallible,
+) -> Result<(i32, Option<OwnedFd>), LaunchError> {
+    let mut pidfd: RawFd = -1;
+    let mut args = sys::CloneArgs {
+        flags: flags | sys::CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    let blocked = SignalsBlocked::new();
+    // SAFETY: the child branch runs only `child`, which is async-signal-safe and never returns.
+    let mut r = unsafe { sys::clone3(&mut args) };
+    if matches!(r, Err(libc::ENOSYS) | Err(libc::EPERM)) {
+        pidfd = -1;
+        // SAFETY: as above.
+        r = unsafe { sys::clone_legacy(flags) };
+    }
+    match r {
+        Ok(0) => match child() {},
+        Ok(pid) => {
+            drop(blocked);
+            let pidfd = (pidfd >= 0).then(|| {
+                // SAFETY: the kernel returned a fresh pidfd that we own.
+                unsafe { OwnedFd::from_raw_fd(pidfd) }
+            });
+            Ok((pid, pidfd))
+        }
+        Err(e) => {
+            drop(blocked);
+            Err(LaunchError::sys("clone of the container process", e))
+        }
+    }
+}
+
+fn kill_and_reap(pid: i32) {
+    // SAFETY: killing and reaping our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = wait_pid(pid);
+}
+
+/// Starts a container's first process from an OCI spec. Returns once it is set up: in `create`
+/// mode it then waits for `start`; otherwise it execs right away (see [`Launched::wait_exec`]).
+pub fn launch(spec: &Spec, opts: &LaunchOptions<'_>) -> Result<Launched, LaunchError> {
+    let plan = plan::child_plan(spec, opts.no_pivot, opts.before_pivot.is_some())?;
+    let errors = ErrorContext::from_plan(&plan);
+    let linux = spec.linux().clone().unwrap_or_default();
+    let uids = linux.uid_mappings().clone().unwrap_or_default();
+    let gids = linux.gid_mappings().clone().unwrap_or_default();
+    let (uids, gids) = if uids.is_empty() || gids.is_empty() {
+        idmap::mappings(idmap::IdMapMode::Single)?
+    } else {
+        (uids, gids)
+    };
+    let (parent_sock, child_sock) = sync::pair().map_err(|e| LaunchError::Sys {
+        what: "socketpair".into(),
+        source: e,
+    })?;
+    let fifo = match &opts.start_fifo {
+        Some(p) => Some(open_path(p)?),
+        None => None,
+    };
+    let mut mount_fds: Vec<RawFd> = vec![-1; plan.mounts.len()];
+    let (pid, pidfd) = spawn(plan.clone_flags, || {
+        sys::close(parent_sock.as_raw_fd());
+        let mut ctx = Ctx {
+            sync: child_sock.as_raw_fd(),
+            fifo: fifo.as_ref().map(|f| f.as_raw_fd()),
+            stdio: opts.stdio,
+            preserve_fds: opts.preserve_fds,
+            kill_on_parent_death: opts.kill_on_parent_death,
+            mount_fds: &mut mount_fds,
+        };
+        child::run(&plan, &mut ctx)
+    })?;
+    drop(child_sock);
+    drop(fifo);
+    let sync_fd = parent_sock.as_raw_fd();
+
+    if let Err(e) = idmap::apply(pid, &uids, &gids) {
+        let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
+        kill_and_reap(pid);
+        return Err(e.into());
+    }
+    if let Err(e) = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_MAPPED), None) {
+        kill_and_reap(pid);
+        return Err(LaunchError::sys("signalling the container process", e));
+    }
+    let mut pty_master = None;
+    loop {
+        match sync::recv(sync_fd) {
+            Ok(Some((m, fd))) => match m.kind {
+                sync::CHILD_READY => break,
+                sync::CHILD_PTY => pty_master = fd,
+                sync::CHILD_HOOKS => {
+                    let verdict = opts.before_pivot.map_or(Ok(()), |hook| hook(pid));
+                    if let Err(message) = verdict {
+                        let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
+                        kill_and_reap(pid);
+                        return Err(LaunchError::Plan(message));
+                    }
+                    let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_CONTINUE), None);
+                }
+                sync::CHILD_ERROR => {
+                    let _ = wait_pid(pid);
+                    return Err(child_error(&errors, m));
+                }
+                _ => {
+                    kill_and_reap(pid);
+                    return Err(LaunchError::Plan(
+                        "unexpected message from the container process".into(),
+                    ));
+                }
+            },
+            Ok(None) => {
+                let status = wait_pid(pid)
+                    .map(|c| format!("exit code {c}"))
+                    .unwrap_or_default();
+                return Err(LaunchError::ChildDied(status));
+            }
+            Err(e) => {
+                kill_and_reap(pid);
+                return Err(LaunchError::sys("reading from the container process", e));
+            }
+        }
+    }
+    Ok(Launched {
+        pid,
+        pidfd,
+        pty_master,
+        sync: parent_sock,
+        errors,
+    })
+}
+
+fn open_path(p: &Path) -> Result<OwnedFd, LaunchError> {
+    let c = CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| LaunchError::Plan(format!("path {} contains a NUL byte", p.display())))?;
+    // SAFETY: valid path; O_PATH opens no data access.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(LaunchError::sys(
+            format!("open {}", p.display()),
+            sys::errno(),
+        ));
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+const NAMESPACES: [(&str, libc::c_int); 8] = [
+    ("user", libc::CLONE_NEWUSER),
+    ("mnt", libc::CLONE_NEWNS),
+    ("pid", libc::CLONE_NEWPID),
+    ("uts", libc::CLONE_NEWUTS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("time", sys::CLONE_NEWTIME as libc::c_int),
+];
+
+/// The namespaces of `pid` that differ from ours (the ones `exec` must join).
+fn differing_namespaces(pid: i32) -> Result<libc::c_int, LaunchError> {
+    let mut flags = 0;
+    for (name, flag) in NAMESPACES {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{name}"));
+        let ours = std::fs::read_link(format!("/proc/self/ns/{name}"));
+        match (theirs, ours) {
+            (Ok(t), Ok(o)) if t != o => flags |= flag,
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) if name == "time" && e.kind() == std::io::ErrorKind::NotFound => {}
+            (Err(e), _) => {
+                return Err(LaunchError::Sys {
+                    what: format!("reading namespaces of process {pid}"),
+                    source: e,
+                })
+            }
+            (_, Err(_)) => {}
+        }
+    }
+    Ok(flags)
+}
+
+/// Runs `process` inside the running container whose first process is `pid`: joins its
+/// namespaces (user first, all at once through a pidfd), with the container's capabilities,
+/// no_new_privs and seccomp as given in `process`/`spec`.
+pub fn exec_into(
+    pid: i32,
+    process: &Process,
+    spec: &Spec,
+    opts: &LaunchOptions<'_>,
+) -> Result<Launched, LaunchError> {
+    let pp = plan::process_plan(process, spec, false)?;
+    let errors = ErrorContext::from_process(&pp);
+    let ns_flags = differing_namespaces(pid)?;
+    let target = sys::pidfd_open(pid)
+        .map_err(|e| LaunchError::sys(format!("pidfd_open of container process {pid}"), e))?;
+    // SAFETY: a fresh pidfd we own.
+    let target = unsafe { OwnedFd::from_raw_fd(target) };
+    let (parent_sock, child_sock) = sync::pair().map_err(|e| LaunchError::Sys {
+        what: "socketpair".into(),
+        source: e,
+    })?;
+    let (mid, _) = spawn(0, || {
+        sys::close(parent_sock.as_raw_fd());
+        let mut none: [RawFd; 0] = [];
+        let mut ctx = Ctx {
+            sync: child_sock.as_raw_fd(),
+            fifo: None,
+            stdio: opts.stdio,
+            preserve_fds: opts.preserve_fds,
+            kill_on_parent_death: opts.kill_on_parent_death,
+            mount_fds: &mut none,
+        };
+        child::run_exec(target.as_raw_fd(), ns_flags, &pp, &mut ctx)
+    })?;
+    drop(child_sock);
+    let sync_fd = parent_sock.as_raw_fd();
+    let mut grandchild = None;
+    let mut pty_master = None;
+    let result = loop {
+        match sync::recv(sync_fd) {
+            Ok(Some((m, fd))) => match m.kind {
+                sync::CHILD_PID => grandchild = Some(m.value),
+                sync::CHILD_PTY => pty_master = fd,
+                sync::CHILD_READY => break Ok(()),
+                sync::CHILD_ERROR => break Err(child_error(&errors, m)),
+                _ => {
+                    break Err(LaunchError::Plan(
+                        "unexpected message from the exec process".into(),
+                    ))
+                }
+            },
+            Ok(None) => break Err(LaunchError::ChildDied("exec process".into())),
+            Err(e) => break Err(LaunchError::sys("reading from the exec process", e)),
+        }
+    };
+    let _ = wait_pid(mid);
+    match (result, grandchild) {
+        (Ok(()), Some(pid)) => Ok(Launched {
+            pid,
+            pidfd: sys::pidfd_open(pid)
+                .ok()
+                // SAFETY: a fresh pidfd we own.
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            pty_master,
+            sync: parent_sock,
+            errors,
+        }),
+        (Err(e), Some(pid)) => {
+            let _ = wait_pid(pid);
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+        (Ok(()), None) => Err(LaunchError::ChildDied("exec process sent no pid".into())),
+    }
+}
+
+/// Waits for a child and returns its exit code, 128+signal when a signal killed it.
+pub fn wait_pid(pid: i32) -> Result<i32, LaunchError> {
+    loop {
+        let mut st = 0;
+        // SAFETY: valid status pointer.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r < 0 {
+            let e = sys::errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(LaunchError::sys(format!("waiting for process {pid}"), e));
+        }
+        return Ok(status_code(st));
+    }
+}
+
+/// The shell-style exit code of a wait status.
+pub fn status_code(st: libc::c_int) -> i32 {
+    if libc::WIFEXITED(st) {
+        libc::WEXITSTATUS(st)
+    } else if libc::WIFSIGNALED(st) {
+        128 + libc::WTERMSIG(st)
+    } else {
+        st
+    }
+}
