@@ -102,7 +102,7 @@ pub fn mappings(mode: IdMapMode) -> Result<(Vec<LinuxIdMapping>, Vec<LinuxIdMapp
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     if uid == 0 && mode != IdMapMode::Single {
         let all = mapping(0, 0, u32::MAX);
-        return Ok((vec![all.clone()], vec![all]));
+        return Ok((vec![all], vec![all]));
     }
     let single = || (vec![mapping(0, uid, 1)], vec![mapping(0, gid, 1)]);
     if mode == IdMapMode::Single {

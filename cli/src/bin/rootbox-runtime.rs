@@ -271,8 +271,8 @@ fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
                 println!("{}", to_json(&items));
             } else {
                 println!(
-                    "{:<24} {:<8} {:<10} {:<40} {}",
-                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                    "{:<24} {:<8} {:<10} {:<40} CREATED",
+                    "ID", "PID", "STATUS", "BUNDLE"
                 );
                 for c in &all {
                     let st = c.oci_state();

@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run a command in a new container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show what this host offers containers (kernel, id mapping, overlay, cgroups, helpers).
     Info {
         /// Print JSON.
@@ -100,7 +100,7 @@ fn main() {
         .clone()
         .unwrap_or_else(|| StateRoot::default_path("rootbox"));
     let code = match cli.cmd {
-        Cmd::Run(args) => run(args, state_dir),
+        Cmd::Run(args) => run(*args, state_dir),
         Cmd::Info { json } => {
             let info = rootbox_core::info::host_info();
             if json {

@@ -56,12 +56,13 @@ pub enum Step {
     Fork,
     Stdio,
     Signals,
+    MountPoint,
 }
 
 impl Step {
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 33] = [
+        const ALL: [Step; 34] = [
             WaitMapping,
             TimeNamespace,
             Hostname,
@@ -95,6 +96,7 @@ impl Step {
             Fork,
             Stdio,
             Signals,
+            MountPoint,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -163,7 +165,24 @@ pub fn report_and_exit(sync_fd: RawFd, (step, index, errno): Fail, pp: &ProcessP
     unsafe { libc::_exit(code) }
 }
 
+/// Until the process is set up, it dies with the thread that launched it: a killed runtime
+/// leaves no half-made container behind.
+fn die_with_parent() {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+}
+
+/// Once ready: a container that outlives its launcher (`create`, detached runs) stops dying
+/// with it. (Foreground runs set it again after the uid change, which clears it.)
+fn outlive_parent_if_wanted(ctx: &Ctx<'_>) {
+    if ctx.fifo.is_some() || !ctx.kill_on_parent_death {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    }
+}
+
 fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
+    die_with_parent();
     // 1. Wait until the parent has written our uid/gid maps.
     match sync::recv(ctx.sync) {
         Ok(Some((m, _))) if m.kind == sync::PARENT_MAPPED => {}
@@ -240,7 +259,7 @@ fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
         if fd < 0 {
             continue;
         }
-        ensure_dest(&m.dest, m.dest_is_file).map_err(at(Step::AttachMount, i))?;
+        ensure_dest(&m.dest, m.dest_is_file).map_err(at(Step::MountPoint, i))?;
         sys::move_mount(fd, &m.dest, 0).map_err(at(Step::AttachMount, i))?;
         sys::close(fd);
     }
@@ -273,6 +292,7 @@ fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
     // 6. The process: cwd, executable, terminal; then tell the parent we are ready.
     let chosen = prepare_process(&p.process, ctx)?;
     sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
+    outlive_parent_if_wanted(ctx);
 
     // 7. `create`: block until `start` opens the fifo.
     if let Some(fifo) = ctx.fifo {
@@ -503,7 +523,13 @@ pub fn prepare_process(pp: &ProcessPlan, ctx: &Ctx<'_>) -> Result<usize, Fail> {
 
     if pp.tty {
         setup_tty(pp, ctx.sync).map_err(at(Step::Tty, 0))?;
-    } else if let Some(stdio) = ctx.stdio {
+    } else {
+        // A session of its own: Ctrl-C on the caller's terminal reaches the runtime, which
+        // forwards it once, rather than the whole process group twice.
+        // SAFETY: setsid has no arguments; failing (already a leader) is harmless.
+        unsafe { libc::setsid() };
+    }
+    if let (false, Some(stdio)) = (pp.tty, ctx.stdio) {
         for (target, fd) in stdio.iter().enumerate() {
             if *fd >= 0 && *fd != target as RawFd {
                 // SAFETY: dup2 onto the standard descriptors.
@@ -804,9 +830,11 @@ pub fn run_exec(pidfd: RawFd, ns_flags: libc::c_int, pp: &ProcessPlan, ctx: &mut
         // SAFETY: the intermediate process is done.
         unsafe { libc::_exit(0) };
     }
+    die_with_parent();
     let err = match (|| {
         let chosen = prepare_process(pp, ctx)?;
         sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
+        outlive_parent_if_wanted(ctx);
         exec_process(pp, ctx, chosen)
     })() {
         Ok(never) => match never {},

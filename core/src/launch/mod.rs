@@ -168,6 +168,10 @@ impl ErrorContext {
                 let (what, dest) = self.mounts.get(i).cloned().unwrap_or_default();
                 format!("mount {what} on {dest}: {err}")
             }
+            Step::MountPoint => {
+                let (_, dest) = self.mounts.get(i).cloned().unwrap_or_default();
+                format!("creating mount point {dest} in the rootfs: {err}")
+            }
             Step::Chdir if index == 1 => format!(
                 "working directory {} is outside the container's root",
                 self.cwd

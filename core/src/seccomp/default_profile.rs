@@ -144,7 +144,10 @@ impl Rule {
         let inc = &self.includes;
         (inc.arches.is_empty() || inc.arches.iter().any(|a| a == NATIVE_DOCKER_ARCH))
             && inc.caps.iter().all(has)
-            && inc.min_kernel.map_or(true, at_least)
+            && match inc.min_kernel {
+                None => true,
+                Some(min) => at_least(min),
+            }
     }
 
     fn to_oci(&self) -> Result<LinuxSyscall, SeccompError> {
