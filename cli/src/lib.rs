@@ -3,8 +3,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
@@ -18,35 +17,61 @@ pub fn die(prog: &str, message: impl std::fmt::Display, code: i32) -> ! {
 
 /// Forwards the signals a user sends to the CLI (TERM, INT, HUP, QUIT, USR1, USR2) to the
 /// container's process; with a terminal, window-size changes are passed to the pty.
+///
+/// Installed before the container is launched, so a signal that arrives while it starts is not
+/// lost (nor kills the CLI): it is held and delivered as soon as the process exists.
 pub struct SignalForwarder {
     handle: Handle,
+    target: Arc<Mutex<Target>>,
     thread: Option<JoinHandle<()>>,
 }
 
+#[derive(Default)]
+struct Target {
+    pid: i32,
+    pty: Option<RawFd>,
+    pending: Vec<i32>,
+}
+
 impl SignalForwarder {
-    pub fn start(pid: i32, pty: Option<RawFd>) -> std::io::Result<SignalForwarder> {
-        let mut sigs = vec![SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2];
-        if pty.is_some() {
-            sigs.push(SIGWINCH);
-        }
-        let mut signals = Signals::new(&sigs)?;
+    pub fn install() -> std::io::Result<SignalForwarder> {
+        let mut signals =
+            Signals::new([SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH])?;
         let handle = signals.handle();
+        let target = Arc::new(Mutex::new(Target::default()));
+        let t = Arc::clone(&target);
         let thread = std::thread::spawn(move || {
             for sig in signals.forever() {
+                let Ok(mut t) = t.lock() else { break };
                 if sig == SIGWINCH {
-                    if let Some(master) = pty {
+                    if let Some(master) = t.pty {
                         copy_window_size(0, master);
                     }
-                    continue;
+                } else if t.pid > 0 {
+                    // SAFETY: sending a signal to the container's process.
+                    unsafe { libc::kill(t.pid, sig) };
+                } else {
+                    t.pending.push(sig);
                 }
-                // SAFETY: sending a signal to the container's process.
-                unsafe { libc::kill(pid, sig) };
             }
         });
         Ok(SignalForwarder {
             handle,
+            target,
             thread: Some(thread),
         })
+    }
+
+    /// Starts forwarding to `pid` (delivering what arrived meanwhile).
+    pub fn set_target(&self, pid: i32, pty: Option<RawFd>) {
+        if let Ok(mut t) = self.target.lock() {
+            t.pid = pid;
+            t.pty = pty;
+            for sig in t.pending.drain(..) {
+                // SAFETY: sending a signal to the container's process.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
     }
 }
 
@@ -151,20 +176,17 @@ fn write_fd(fd: RawFd, mut data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A process-wide slot for the pid to forward signals to (0: none).
-pub static FOREGROUND_PID: AtomicI32 = AtomicI32::new(0);
-
-/// Runs a foreground container to its end: forwards signals, relays the terminal, waits, and
-/// returns the exit code.
+/// Runs a foreground container to its end: forwards signals (through `forwarder`, installed
+/// before the launch), relays the terminal, waits, and returns the exit code.
 pub fn wait_foreground(
     mut running: rootbox_core::container::run::Running,
+    forwarder: SignalForwarder,
     remove: bool,
 ) -> Result<i32, rootbox_core::Error> {
     let pid = running.pid();
-    FOREGROUND_PID.store(pid, Ordering::SeqCst);
     let pty = running.take_pty();
     let raw = pty.as_ref().and_then(|_| RawMode::enable(0));
-    let forwarder = SignalForwarder::start(pid, pty.as_ref().map(|p| p.as_raw_fd())).ok();
+    forwarder.set_target(pid, pty.as_ref().map(|p| p.as_raw_fd()));
     let output = pty.map(proxy_pty);
     let code = running.wait(remove);
     if let Some(t) = output {

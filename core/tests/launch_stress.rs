@@ -43,9 +43,9 @@ fn launches_while_other_threads_allocate_and_hold_locks() {
         std::thread::spawn(move || {
             let start = Instant::now();
             while !done.load(Ordering::SeqCst) {
-                if start.elapsed() > Duration::from_secs(120) {
+                if start.elapsed() > Duration::from_secs(60) {
                     eprintln!(
-                        "launch_stress: no progress for 120 s: deadlock between clone and exec"
+                        "launch_stress: no progress for 60 s: deadlock between clone and exec"
                     );
                     std::process::abort();
                 }
@@ -89,6 +89,17 @@ fn launches_while_other_threads_allocate_and_hold_locks() {
         }));
     }
 
+    // Threads being created and exiting: glibc then holds its internal stack-cache lock, which
+    // its setuid wrappers also take — a child that called them would hang.
+    {
+        let done = Arc::clone(&done);
+        workers.push(std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                let t = std::thread::spawn(|| std::hint::black_box(vec![1u8; 4096]).len());
+                let _ = t.join();
+            }
+        }));
+    }
     let devnull = std::fs::File::open("/dev/null").unwrap();
     let fd = devnull.as_raw_fd();
     let rounds = 40;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
-use rootbox_cli::wait_foreground;
+use rootbox_cli::{wait_foreground, SignalForwarder};
 use rootbox_core::container::{self, create::CreateOptions, state::StateRoot, Container};
 use rootbox_core::{spec, Error};
 
@@ -170,11 +170,19 @@ fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
                 kill_on_parent_death: !r.detach,
                 ..Default::default()
             };
+            let forwarder =
+                if r.detach {
+                    None
+                } else {
+                    Some(SignalForwarder::install().map_err(|e| {
+                        container::StateError::Other(format!("signal handling: {e}"))
+                    })?)
+                };
             let running = container::run::run(&root, &r.container_id, &spec, &opts)?;
-            if r.detach {
-                return Ok(0);
+            match forwarder {
+                Some(f) => wait_foreground(running, f, !r.keep),
+                None => Ok(0),
             }
-            wait_foreground(running, !r.keep)
         }
         CommonCmd::Exec(x) => {
             let root = root(root_path)?;
@@ -220,6 +228,14 @@ fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
                     p
                 }
             };
+            let fwd =
+                if x.detach {
+                    None
+                } else {
+                    Some(SignalForwarder::install().map_err(|e| {
+                        container::StateError::Other(format!("signal handling: {e}"))
+                    })?)
+                };
             let lopts = rootbox_core::launch::LaunchOptions {
                 preserve_fds: preserve(x.preserve_fds),
                 kill_on_parent_death: !x.detach,
@@ -238,8 +254,9 @@ fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
             let pid = launched.pid;
             let pty = launched.pty_master.take();
             let raw = pty.as_ref().and_then(|_| rootbox_cli::RawMode::enable(0));
-            let fwd =
-                rootbox_cli::SignalForwarder::start(pid, pty.as_ref().map(|p| p.as_raw_fd())).ok();
+            if let Some(f) = &fwd {
+                f.set_target(pid, pty.as_ref().map(|p| p.as_raw_fd()));
+            }
             let out = pty.map(rootbox_cli::proxy_pty);
             let code = rootbox_core::launch::wait_pid(pid)?;
             if let Some(t) = out {

@@ -4,7 +4,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use rootbox_cli::{die, wait_foreground};
+use rootbox_cli::{die, wait_foreground, SignalForwarder};
 use rootbox_core::container::{self, create::CreateOptions, state::StateRoot};
 use rootbox_core::idmap::IdMapMode;
 use rootbox_core::spec::{BindVolume, RunOptions};
@@ -188,7 +188,9 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
         kill_on_parent_death: true,
         ..Default::default()
     };
+    let forwarder =
+        SignalForwarder::install().map_err(|e| invalid(format!("signal handling: {e}")))?;
     let running = container::run::run(&root, &id, &spec, &copts)?;
     drop(devnull);
-    wait_foreground(running, true)
+    wait_foreground(running, forwarder, true)
 }

@@ -689,22 +689,31 @@ pub fn exec_process(pp: &ProcessPlan, ctx: &Ctx<'_>, chosen: usize) -> Result<In
             unsafe { crate::seccomp::install(prog, 0) }.map_err(at(Step::Seccomp, 0))?;
         }
     }
+    // Raw system calls, not glibc's wrappers: glibc's setuid family broadcasts the change to
+    // every thread it knows of, taking internal locks that another thread of the host may have
+    // held at clone time — in this one-thread copy that would wait forever.
     // SAFETY: the calls below change only this process's credentials.
     unsafe {
         check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))
             .map_err(at(Step::Capabilities, 100))?;
         if pp.groups.is_empty() {
             // Denied when setgroups is disabled (single-id mapping): nothing to drop then.
-            let r = libc::setgroups(0, std::ptr::null());
+            let r = libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>())
+                as libc::c_int;
             if r < 0 && sys::errno() != libc::EPERM {
                 return Err((Step::Groups, 0, sys::errno()));
             }
         } else {
-            check(libc::setgroups(pp.groups.len(), pp.groups.as_ptr()))
-                .map_err(at(Step::Groups, 0))?;
+            check(
+                libc::syscall(libc::SYS_setgroups, pp.groups.len(), pp.groups.as_ptr())
+                    as libc::c_int,
+            )
+            .map_err(at(Step::Groups, 0))?;
         }
-        check(libc::setresgid(pp.gid, pp.gid, pp.gid)).map_err(at(Step::SetGid, 0))?;
-        check(libc::setresuid(pp.uid, pp.uid, pp.uid)).map_err(at(Step::SetUid, 0))?;
+        check(libc::syscall(libc::SYS_setresgid, pp.gid, pp.gid, pp.gid) as libc::c_int)
+            .map_err(at(Step::SetGid, 0))?;
+        check(libc::syscall(libc::SYS_setresuid, pp.uid, pp.uid, pp.uid) as libc::c_int)
+            .map_err(at(Step::SetUid, 0))?;
         check(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0))
             .map_err(at(Step::Capabilities, 101))?;
         let mut hdr = CapHeader {
