@@ -60,8 +60,25 @@ impl Log {
     }
 }
 
+/// Parses the command line; `kill ID` without a signal means SIGTERM, as with runc.
+fn parse() -> Opts {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match Opts::try_parse_from(&args) {
+        Ok(o) => o,
+        Err(e)
+            if e.kind() == clap::error::ErrorKind::MissingRequiredArgument
+                && args.iter().any(|a| a == "kill") =>
+        {
+            let mut with_sig = args.clone();
+            with_sig.push("SIGTERM".into());
+            Opts::try_parse_from(&with_sig).unwrap_or_else(|_| e.exit())
+        }
+        Err(e) => e.exit(),
+    }
+}
+
 fn main() {
-    let opts = Opts::parse();
+    let opts = parse();
     let log = Log {
         path: opts.global.log.clone(),
         json: opts.global.log_format.as_deref() == Some("json"),
@@ -170,6 +187,9 @@ fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
                 kill_on_parent_death: !r.detach,
                 ..Default::default()
             };
+            if r.detach {
+                container::create::require_console_socket(&spec, &opts)?;
+            }
             let forwarder =
                 if r.detach {
                     None

@@ -123,6 +123,7 @@ pub fn create(
     spec: &Spec,
     opts: &CreateOptions,
 ) -> Result<Container, ContainerError> {
+    require_console_socket(spec, opts)?;
     let mut c = register(root, id, spec, &opts.bundle)?;
     let result = (|| {
         let fifo = c.fifo_path();
@@ -142,6 +143,21 @@ pub fn create(
             Err(e)
         }
     }
+}
+
+/// A container that outlives this command and has a terminal needs somewhere to send it.
+pub fn require_console_socket(spec: &Spec, opts: &CreateOptions) -> Result<(), StateError> {
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if terminal && opts.console_socket.is_none() {
+        return Err(StateError::Other(
+            "process.terminal is true but no --console-socket was given: a detached container's terminal must be sent to a console socket".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Sends the pty master to an engine's console socket, as runc does.
