@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 
 use super::hooks::{self, HookPoint};
-use super::state::{self, Record, StateRoot, Status};
+use super::state::{self, Lock, Record, StateRoot, Status};
 use super::{Container, ContainerError, StateError};
 use crate::launch::{self, LaunchOptions, Launched};
 
@@ -38,15 +38,15 @@ pub(crate) fn register(
     let dir = root.dir(id);
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let existing = Container::load(root, id);
-            match existing {
-                // A leftover of a crash: nothing alive, no record worth keeping.
-                Err(StateError::NotFound(_)) => {}
-                _ => return Err(StateError::AlreadyExists(id.to_string()).into()),
-            }
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(StateError::io(&dir, e).into()),
+    }
+    // Under the container's lock, a record means the id is taken; a directory without one is
+    // the leftover of a crash and is reused. The lock is released once the record is written
+    // (the container's process must not inherit it).
+    let lock = Lock::acquire(&dir)?;
+    if dir.join("state.json").exists() {
+        return Err(StateError::AlreadyExists(id.to_string()).into());
     }
     let config = serde_json::to_vec_pretty(spec).map_err(|e| StateError::Other(e.to_string()))?;
     state::write_atomic(&dir.join("config.json"), &config)?;
@@ -70,6 +70,7 @@ pub(crate) fn register(
         },
     };
     c.save()?;
+    drop(lock);
     Ok(c)
 }
 

@@ -1,0 +1,52 @@
+# rootbox: build, demo, test, bench.  See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+CARGO ?= cargo
+RELEASE := target/release
+DEMO_ROOTFS := target/demo/busybox-rootfs
+
+.PHONY: build demo test lint unit bench clean
+
+## build: release binaries target/release/rootbox and target/release/rootbox-runtime
+build:
+	$(CARGO) build --release
+
+## demo: run a container from a tiny busybox rootfs as the invoking user
+demo: build
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	    && ! dpkg-query -W -f='$${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then \
+	    echo "+ apt-get install busybox-static"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static </dev/null \
+	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static </dev/null; }; \
+	fi
+	@if [ ! -x $(DEMO_ROOTFS)/bin/busybox ]; then \
+	    rm -rf $(DEMO_ROOTFS); tests/lib/mk-busybox-rootfs.sh $(DEMO_ROOTFS); \
+	fi
+	@echo "+ rootbox run --rootfs $(DEMO_ROOTFS) -- sh -c 'echo hello from \$$(hostname); echo pid=\$$\$$ uid=\$$(id -u)'"
+	@$(RELEASE)/rootbox run --rootfs $(DEMO_ROOTFS) -- sh -c 'echo hello from $$(hostname); echo pid=$$$$ uid=$$(id -u)'
+
+## test: as root: set up the machine, lint, build, unit tests, integration tests as
+##       the unprivileged user rbtest and as root; otherwise the same as yourself
+test:
+	tests/run.sh
+
+## lint: rustfmt and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## unit: Rust unit tests only
+unit:
+	$(CARGO) test --release
+
+## bench: start-to-exit of `true`: rootbox-runtime vs crun, runc, bwrap, unshare
+bench: build
+	bench/runtime.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf tests/.work bench/results
+	@stage=$${ROOTBOX_STAGE:-/tmp/rootbox-stage}; \
+	if [ -d "$$stage" ] && [ ! -L "$$stage" ] && [ -O "$$stage" ]; then rm -rf "$$stage"; fi

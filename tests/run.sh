@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Functions are called indirectly through run_step:
+# shellcheck disable=SC2317
+# Everything `make test` does, in order:
+#
+#   as root:      setup (tests/setup-root.sh) -> lint -> build -> unit tests -> stage
+#                 -> integration tests as the unprivileged test user -> again as root
+#                 -> tests/vm/check.sh (when present)
+#   as non-root:  lint -> build -> unit tests -> integration tests as yourself
+#
+# Every step runs even when an earlier one failed (except after a failed build),
+# and a summary says which failed; the exit code is non-zero if any did.
+#
+# Environment:
+#   ROOTBOX_TEST_USER   unprivileged test user (default rbtest)
+#   ROOTBOX_STAGE       where root stages binaries/rootfs/tests (default /tmp/rootbox-stage)
+#   PYTEST_ARGS         extra pytest arguments, e.g. PYTEST_ARGS='-k lifecycle -x'
+#   ROOTBOX_PYTEST_TIMEOUT  limit for one whole pytest run, seconds (default 420)
+#   ROOTBOX_SKIP_LINT=1, ROOTBOX_SKIP_UNIT=1, ROOTBOX_SKIP_ROOT_RUN=1, ROOTBOX_SKIP_VM=1
+#   CARGO               cargo binary (default cargo)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+CARGO=${CARGO:-cargo}
+TEST_USER=${ROOTBOX_TEST_USER:-rbtest}
+STAGE=${ROOTBOX_STAGE:-/tmp/rootbox-stage}
+read -r -a EXTRA_PYTEST <<<"${PYTEST_ARGS:-}"
+# A whole pytest run may take at most this long (a hanging build must not hang CI);
+# SIGINT first, so pytest still prints its report.
+PYTEST_LIMIT=${ROOTBOX_PYTEST_TIMEOUT:-420}
+CAP=(timeout -s INT -k 30 "$PYTEST_LIMIT")
+
+declare -a SUMMARY=()
+FAILED=0
+
+step() { printf '\n==== %s ====\n' "$*"; }
+record() { # record NAME RC
+    if [ "$2" -eq 0 ]; then
+        SUMMARY+=("PASS  $1")
+    else
+        SUMMARY+=("FAIL  $1 (exit $2)")
+        FAILED=1
+    fi
+}
+run_step() { # run_step NAME CMD... : run, record, never abort
+    local name=$1 rc=0
+    shift
+    step "$name"
+    "$@" || rc=$?
+    record "$name" "$rc"
+    return 0
+}
+summary() {
+    printf '\n==== summary ====\n'
+    printf '%s\n' "${SUMMARY[@]}"
+}
+die() {
+    echo "run.sh: $*" >&2
+    summary
+    exit 1
+}
+
+command -v "$CARGO" >/dev/null || die "cargo not found: install Rust (https://rustup.rs) and retry"
+
+# ---------------------------------------------------------------------------
+# pytest runner: the system python with Debian's python3-pytest as root (so the
+# unprivileged user gets the very same interpreter); python3 from PATH otherwise.
+pytest_rc_note() {
+    case $1 in
+        0) ;;
+        5) echo "run.sh: pytest collected no tests (exit 5): the suite is missing or everything was deselected" >&2 ;;
+        124 | 130 | 137) echo "run.sh: pytest stopped after ${PYTEST_LIMIT}s (ROOTBOX_PYTEST_TIMEOUT): something hangs" >&2 ;;
+        *) echo "run.sh: pytest exited $1" >&2 ;;
+    esac
+}
+
+integration_as_user() { # STAGE_DIR
+    local stage=$1 home rc=0
+    home=$(getent passwd "$TEST_USER" | cut -d: -f6)
+    runuser -u "$TEST_USER" -- env -i -C "$stage" \
+        HOME="$home" USER="$TEST_USER" LOGNAME="$TEST_USER" LANG=C.UTF-8 \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        PYTHONDONTWRITEBYTECODE=1 \
+        ROOTBOX_BIN="$stage/bin" ROOTBOX_BUSYBOX_ROOTFS="$stage/rootfs" ROOTBOX_REQUIRE_SUBIDS=1 \
+        "${CAP[@]}" /usr/bin/python3 -m pytest -p no:cacheprovider "$stage/tests/integration" "${EXTRA_PYTEST[@]}" \
+        || rc=$?
+    pytest_rc_note "$rc"
+    return "$rc"
+}
+
+integration_as_root() { # STAGE_DIR
+    local stage=$1 rc=0
+    env -C "$stage" PYTHONDONTWRITEBYTECODE=1 \
+        ROOTBOX_BIN="$stage/bin" ROOTBOX_BUSYBOX_ROOTFS="$stage/rootfs" \
+        "${CAP[@]}" /usr/bin/python3 -m pytest -p no:cacheprovider "$stage/tests/integration" "${EXTRA_PYTEST[@]}" \
+        || rc=$?
+    pytest_rc_note "$rc"
+    return "$rc"
+}
+
+integration_as_self() {
+    local rootfs=$REPO/tests/.work/busybox-rootfs rc=0 py=${PYTHON:-python3}
+    if [ ! -x "$rootfs/bin/busybox" ]; then
+        rm -rf "$rootfs"
+        mkdir -p "$REPO/tests/.work"
+        tests/lib/mk-busybox-rootfs.sh "$rootfs" || return 1
+    fi
+    if ! "$py" -c 'import pytest' 2>/dev/null; then
+        echo "run.sh: $py has no pytest: sudo apt-get install python3-pytest python3-pytest-timeout" \
+            "(or run 'make test' as root once, which installs it)" >&2
+        return 1
+    fi
+    ROOTBOX_BIN="$REPO/target/release" ROOTBOX_BUSYBOX_ROOTFS="$rootfs" PYTHONDONTWRITEBYTECODE=1 \
+        "${CAP[@]}" "$py" -m pytest -p no:cacheprovider "$REPO/tests/integration" "${EXTRA_PYTEST[@]}" || rc=$?
+    pytest_rc_note "$rc"
+    return "$rc"
+}
+
+stage() {
+    # A root-owned directory any user can read: CI may clone into a directory the
+    # test user cannot enter, so nothing of the checkout is used from there.
+    if [ -L "$STAGE" ]; then
+        echo "run.sh: $STAGE is a symlink; refusing to use it" >&2
+        return 1
+    fi
+    if [ -e "$STAGE" ]; then
+        if [ "$(stat -c %u "$STAGE")" != 0 ]; then
+            echo "run.sh: $STAGE exists and is not owned by root; remove it or set ROOTBOX_STAGE" >&2
+            return 1
+        fi
+        rm -rf "$STAGE"
+    fi
+    install -d -m 0755 "$STAGE" "$STAGE/bin" "$STAGE/tests"
+    install -m 0755 target/release/rootbox target/release/rootbox-runtime "$STAGE/bin/"
+    tests/lib/mk-busybox-rootfs.sh "$STAGE/rootfs"
+    cp -r tests/integration tests/lib "$STAGE/tests/"
+    rm -rf "$STAGE/tests/integration/__pycache__"
+    chmod -R a+rX,go-w "$STAGE"
+    echo "staged into $STAGE"
+}
+
+# ---------------------------------------------------------------------------
+IS_ROOT=0
+[ "$(id -u)" -eq 0 ] && IS_ROOT=1
+
+if [ "$IS_ROOT" = 1 ]; then
+    step "setup (root): packages, test user $TEST_USER, subordinate ids"
+    tests/setup-root.sh || die "setup failed"
+    record "setup" 0
+fi
+
+if [ "${ROOTBOX_SKIP_LINT:-0}" != 1 ]; then
+    run_step "cargo fmt --check" "$CARGO" fmt --all --check
+    run_step "cargo clippy" "$CARGO" clippy --all-targets -- -D warnings
+fi
+
+step "cargo build --release"
+rc=0
+"$CARGO" build --release || rc=$?
+record "build" "$rc"
+[ "$rc" -eq 0 ] || die "build failed; nothing to test"
+
+if [ "${ROOTBOX_SKIP_UNIT:-0}" != 1 ]; then
+    # --release reuses the release build's dependencies (2 cores: one dependency build, not two).
+    run_step "unit tests (cargo test --release)" "$CARGO" test --release
+fi
+
+if [ "$IS_ROOT" = 1 ]; then
+    step "stage into $STAGE"
+    rc=0
+    stage || rc=$?
+    record "stage" "$rc"
+    [ "$rc" -eq 0 ] || die "staging failed"
+    run_step "integration tests as $TEST_USER (unprivileged)" integration_as_user "$STAGE"
+    if [ "${ROOTBOX_SKIP_ROOT_RUN:-0}" != 1 ]; then
+        run_step "integration tests as root" integration_as_root "$STAGE"
+    fi
+else
+    run_step "integration tests as $(id -un)" integration_as_self
+fi
+
+if [ "${ROOTBOX_SKIP_VM:-0}" != 1 ] && [ -x tests/vm/check.sh ]; then
+    run_step "VM tests (tests/vm/check.sh)" tests/vm/check.sh
+fi
+
+summary
+exit "$FAILED"
