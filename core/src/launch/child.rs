@@ -743,15 +743,16 @@ pub fn exec_process(pp: &ProcessPlan, ctx: &Ctx<'_>, chosen: usize) -> Result<In
             0,
         );
         for c in 0..=caps.last_cap {
-            if caps.ambient & (1u64 << c) != 0 {
-                check(libc::prctl(
+            // Like runc: an ambient capability that is not also inheritable and permitted
+            // cannot be raised; it is skipped, not fatal.
+            if caps.ambient & caps.inheritable & caps.permitted & (1u64 << c) != 0 {
+                libc::prctl(
                     libc::PR_CAP_AMBIENT,
                     libc::PR_CAP_AMBIENT_RAISE,
                     c as libc::c_ulong,
                     0,
                     0,
-                ))
-                .map_err(at(Step::Capabilities, c as usize))?;
+                );
             }
         }
         // Set after the uid change, which clears it.
