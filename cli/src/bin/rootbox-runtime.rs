@@ -266,7 +266,7 @@ fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
                 container::state::write_atomic(pf, launched.pid.to_string().as_bytes())?;
             }
             if let (Some(sock), Some(master)) = (&x.console_socket, launched.pty_master.take()) {
-                send_console_fd(sock, master.as_raw_fd())?;
+                container::create::send_console(sock, master.as_raw_fd())?;
             }
             if x.detach {
                 return Ok(0);
@@ -384,36 +384,6 @@ fn unsupported_cgroup(verb: &str, id: &str) -> Error {
         "{verb} {id:?}: needs a delegated cgroup v2 (the freezer and resource controllers); see `rootbox info` for this host's cgroup layout"
     ))
     .into()
-}
-
-fn send_console_fd(path: &Path, fd: i32) -> Result<(), Error> {
-    use std::os::unix::net::UnixStream;
-    let sock = UnixStream::connect(path).map_err(|e| container::StateError::io(path, e))?;
-    let name = b"/dev/ptmx";
-    let mut iov = libc::iovec {
-        iov_base: name.as_ptr() as *mut libc::c_void,
-        iov_len: name.len(),
-    };
-    let mut cbuf = [0u64; 4];
-    // SAFETY: a zeroed msghdr pointed at our own buffers, carrying one SCM_RIGHTS fd that fits
-    // in `cbuf`.
-    let r = unsafe {
-        let mut hdr: libc::msghdr = std::mem::zeroed();
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = cbuf.as_mut_ptr().cast();
-        hdr.msg_controllen = libc::CMSG_SPACE(4) as usize;
-        let cmsg = libc::CMSG_FIRSTHDR(&hdr);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
-        libc::sendmsg(sock.as_raw_fd(), &hdr, 0)
-    };
-    if r < 0 {
-        return Err(container::StateError::io(path, std::io::Error::last_os_error()).into());
-    }
-    Ok(())
 }
 
 /// The OCI `features` document: what this runtime supports.

@@ -162,7 +162,7 @@ pub fn require_console_socket(spec: &Spec, opts: &CreateOptions) -> Result<(), S
 }
 
 /// Sends the pty master to an engine's console socket, as runc does.
-fn send_console(path: &Path, master: RawFd) -> Result<(), StateError> {
+pub fn send_console(path: &Path, master: RawFd) -> Result<(), StateError> {
     let sock = UnixStream::connect(path).map_err(|e| StateError::io(path, e))?;
     let name = b"/dev/ptmx";
     let mut iov = libc::iovec {
