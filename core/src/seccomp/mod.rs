@@ -982,25 +982,10 @@ mod tests {
     }
 
     fn docker_caps(extra: &[&str]) -> Vec<String> {
-        let mut caps: Vec<String> = [
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FSETID",
-            "CAP_FOWNER",
-            "CAP_MKNOD",
-            "CAP_NET_RAW",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETFCAP",
-            "CAP_SETPCAP",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SYS_CHROOT",
-            "CAP_KILL",
-            "CAP_AUDIT_WRITE",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut caps: Vec<String> = crate::spec::caps::DEFAULT_CAPS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         caps.extend(extra.iter().map(|s| s.to_string()));
         caps
     }
