@@ -205,6 +205,17 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
             process.cwd().display()
         )));
     }
+    if let Some(linux) = spec.linux() {
+        let has_time_ns =
+            linux.namespaces().iter().flatten().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Time && n.path().is_none()
+            });
+        if linux.time_offsets().is_some() && !has_time_ns {
+            return Err(SpecError::Invalid(
+                "linux.timeOffsets needs a new time namespace: add {\"type\": \"time\"} to linux.namespaces".into(),
+            ));
+        }
+    }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
             return Err(SpecError::Invalid(format!(
