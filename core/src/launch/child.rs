@@ -260,7 +260,14 @@ fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
             continue;
         }
         ensure_dest(&m.dest, m.dest_is_file).map_err(at(Step::MountPoint, i))?;
-        sys::move_mount(fd, &m.dest, 0).map_err(at(Step::AttachMount, i))?;
+        // After pivot_root every lookup stays inside the container's root, so a bind mount
+        // may follow a symlink at its destination (Docker's `/var/run` -> `/run`); the kernel
+        // filesystems (proc, sysfs, ...) never do: a symlink there is refused (CVE-2019-19921).
+        let follow = match m.kind {
+            MountKind::Bind => sys::MOVE_MOUNT_T_SYMLINKS,
+            MountKind::Fresh => 0,
+        };
+        sys::move_mount(fd, &m.dest, follow).map_err(at(Step::AttachMount, i))?;
         sys::close(fd);
     }
     for (i, (target, link)) in p.dev_symlinks.iter().enumerate() {

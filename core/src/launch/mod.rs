@@ -118,6 +118,15 @@ impl ErrorContext {
         }
     }
 
+    /// Whether mount `i`'s destination is a symbolic link in the rootfs (seen from the host).
+    fn is_symlink_in_rootfs(&self, i: usize) -> bool {
+        let Some((_, dest)) = self.mounts.get(i) else {
+            return false;
+        };
+        let path = Path::new(&self.rootfs).join(dest.trim_start_matches('/'));
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+    }
+
     fn from_plan(p: &plan::ChildPlan) -> Self {
         let mut ctx = Self::from_process(&p.process);
         ctx.mounts = p
@@ -164,6 +173,13 @@ impl ErrorContext {
                 self.candidates.get(i).unwrap_or(&self.exec_name),
                 err
             ),
+            Step::AttachMount if errno == libc::EINVAL && self.is_symlink_in_rootfs(i) => {
+                let (what, dest) = self.mounts.get(i).cloned().unwrap_or_default();
+                format!(
+                    "mount {what} on {dest}: refused, {dest} is a symbolic link in the container's \
+                     root filesystem (mount points must be directories or files)"
+                )
+            }
             Step::PrepareMount | Step::AttachMount => {
                 let (what, dest) = self.mounts.get(i).cloned().unwrap_or_default();
                 format!("mount {what} on {dest}: {err}")
