@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::container::{ContainerError, StateError};
 use crate::idmap::IdMapError;
 use crate::launch::LaunchError;
+use crate::network::NetworkError;
 use crate::seccomp::SeccompError;
 use crate::spec::SpecError;
 
@@ -20,6 +21,8 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
 }
 
 impl From<ContainerError> for Error {
@@ -28,6 +31,7 @@ impl From<ContainerError> for Error {
             ContainerError::State(e) => Error::State(e),
             ContainerError::Spec(e) => Error::Spec(e),
             ContainerError::Launch(e) => Error::Launch(e),
+            ContainerError::Network(e) => Error::Network(e),
         }
     }
 }

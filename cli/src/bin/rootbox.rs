@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use rootbox_cli::{die, wait_foreground, SignalForwarder};
 use rootbox_core::container::{self, create::CreateOptions, state::StateRoot};
 use rootbox_core::idmap::IdMapMode;
+use rootbox_core::network;
 use rootbox_core::spec::{BindVolume, RunOptions};
 use rootbox_core::Error;
 
@@ -30,11 +31,49 @@ struct Cli {
 enum Cmd {
     /// Run a command in a new container.
     Run(Box<RunArgs>),
+    /// Manage user networks: containers on one reach each other by name.
+    Network {
+        #[command(subcommand)]
+        cmd: NetCmd,
+    },
     /// Show what this host offers containers (kernel, id mapping, overlay, cgroups, helpers).
     Info {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NetCmd {
+    /// Create a user network.
+    Create {
+        name: String,
+        /// The helper for outbound traffic: slirp4netns (default when installed: it can add
+        /// published ports to a running network) or pasta.
+        #[arg(long)]
+        helper: Option<String>,
+    },
+    /// List user networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Only names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove user networks.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Remove even when containers still use it.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Show user networks as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 
@@ -76,9 +115,27 @@ struct RunArgs {
     /// How container ids map to the host's: auto, single or subids.
     #[arg(long, default_value = "auto")]
     idmap: String,
-    /// Network: none (only loopback) or host.
-    #[arg(long, default_value = "none")]
-    network: String,
+    /// Network: none (only loopback), host, private (pasta, else slirp4netns), pasta,
+    /// slirp4netns, or the name of a user network. Default: private when a helper is
+    /// installed, else none.
+    #[arg(long = "network", visible_alias = "net")]
+    network: Option<String>,
+    /// Publish a container port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp] (default IP
+    /// 127.0.0.1; without a host port a free one is chosen and reported).
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Add an /etc/hosts entry NAME:IP.
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// DNS server for the container's /etc/resolv.conf.
+    #[arg(long)]
+    dns: Vec<String>,
+    /// DNS search domain for the container's /etc/resolv.conf.
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
     /// Security options: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
@@ -101,6 +158,7 @@ fn main() {
         .unwrap_or_else(|| StateRoot::default_path("rootbox"));
     let code = match cli.cmd {
         Cmd::Run(args) => run(*args, state_dir),
+        Cmd::Network { cmd } => network_cmd(cmd, state_dir),
         Cmd::Info { json } => {
             let info = rootbox_core::info::host_info();
             if json {
@@ -126,15 +184,38 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
         .idmap
         .parse()
         .map_err(rootbox_core::spec::SpecError::from)?;
-    let network_host = match a.network.as_str() {
-        "none" => false,
-        "host" => true,
-        other => {
+    let net_mode = a
+        .network
+        .as_deref()
+        .map(str::parse::<network::Mode>)
+        .transpose()?;
+    let network_host = net_mode == Some(network::Mode::Host);
+    let publish = a
+        .publish
+        .iter()
+        .map(|p| p.parse::<network::PortSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let chosen_ports = a.publish_all || publish.iter().any(|p| p.host_port.is_none());
+    let add_hosts = a
+        .add_host
+        .iter()
+        .map(|h| h.parse::<network::HostEntry>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let dns = a
+        .dns
+        .iter()
+        .map(|d| {
+            d.parse::<std::net::IpAddr>()
+                .map_err(|_| invalid(format!("invalid --dns {d:?}: not an IP address")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for d in &a.dns_search {
+        if !network::etc::valid_hostname(d) {
             return Err(invalid(format!(
-                "unknown network {other:?} (expected none or host)"
-            )))
+                "invalid --dns-search {d:?}: not a domain name"
+            )));
         }
-    };
+    }
     let volumes = a
         .volume
         .iter()
@@ -169,13 +250,31 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
         idmap,
         network_host,
         seccomp,
+        network: network::NetworkOptions {
+            mode: net_mode,
+            publish,
+            publish_all: a.publish_all,
+            exposed: Vec::new(),
+            add_hosts,
+            dns,
+            dns_search: a.dns_search,
+        },
     };
     let id = match &a.name {
         Some(n) => n.clone(),
         None => container::new_id(),
     };
-    let spec = opts.to_spec(&id)?;
+    let mut spec = opts.to_spec(&id)?;
     let root = StateRoot::open(&state_dir)?;
+    let net = network::prepare(&opts.network, &root, &id, &mut spec)?;
+    if let Some(note) = &net.note {
+        eprintln!("{PROG}: note: {note}");
+    }
+    if chosen_ports {
+        for p in net.ports() {
+            eprintln!("{PROG}: publishing {p}");
+        }
+    }
     let devnull = rootbox_cli::dev_null().map_err(|e| invalid(format!("/dev/null: {e}")))?;
     let stdio = if a.interactive || a.tty {
         None
@@ -186,6 +285,7 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
         bundle: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         stdio,
         kill_on_parent_death: true,
+        network: Some(std::sync::Arc::new(net)),
         ..Default::default()
     };
     let forwarder =
@@ -193,4 +293,73 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
     let running = container::run::run(&root, &id, &spec, &copts)?;
     drop(devnull);
     wait_foreground(running, forwarder, true)
+}
+
+fn network_cmd(cmd: NetCmd, state_dir: PathBuf) -> Result<i32, Error> {
+    let root = StateRoot::open(&state_dir)?;
+    match cmd {
+        NetCmd::Create { name, helper } => {
+            let helper = match helper.as_deref() {
+                None => None,
+                Some("pasta") => Some(network::HelperKind::Pasta),
+                Some("slirp4netns") => Some(network::HelperKind::Slirp4netns),
+                Some(other) => {
+                    return Err(network::NetworkError::Invalid(format!(
+                        "unknown --helper {other:?} (expected pasta or slirp4netns)"
+                    ))
+                    .into())
+                }
+            };
+            let net = network::user::create(&root, &name, helper)?;
+            println!("{}", net.name);
+        }
+        NetCmd::Ls { quiet } => {
+            let nets = network::user::list(&root)?;
+            if quiet {
+                for n in &nets {
+                    println!("{}", n.name);
+                }
+            } else {
+                println!(
+                    "{:<20} {:<12} {:<16} {:<8} CONTAINERS",
+                    "NAME", "DRIVER", "IP", "RUNNING"
+                );
+                for n in &nets {
+                    let i = n.info();
+                    println!(
+                        "{:<20} {:<12} {:<16} {:<8} {}",
+                        i.name,
+                        i.driver,
+                        i.ip_address.map_or("-".into(), |a| a.to_string()),
+                        if i.running { "yes" } else { "no" },
+                        i.containers.len()
+                    );
+                }
+            }
+        }
+        NetCmd::Rm { names, force } => {
+            let mut failed = false;
+            for n in &names {
+                match network::user::remove(&root, n, force) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("{PROG}: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            return Ok(if failed { 1 } else { 0 });
+        }
+        NetCmd::Inspect { names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                out.push(network::user::load(&root, n)?.info());
+            }
+            match serde_json::to_string_pretty(&out) {
+                Ok(s) => println!("{s}"),
+                Err(e) => die(PROG, e, 1),
+            }
+        }
+    }
+    Ok(0)
 }

@@ -25,6 +25,9 @@ pub struct CreateOptions {
     pub stdio: Option<[RawFd; 3]>,
     /// Kill the container if the launching thread dies (foreground runs).
     pub kill_on_parent_death: bool,
+    /// The network to attach once the namespaces exist (see `network::prepare`); its helper
+    /// dies with the launching thread when `kill_on_parent_death` is set.
+    pub network: Option<std::sync::Arc<crate::network::Prepared>>,
 }
 
 /// Registers a new container directory, failing if the id is taken.
@@ -67,6 +70,7 @@ pub(crate) fn register(
             created: state::now_rfc3339(),
             exit_code: None,
             annotations: spec.annotations().clone().unwrap_or_default(),
+            network: None,
         },
     };
     c.save()?;
@@ -83,7 +87,25 @@ pub(crate) fn launch_recorded(
     fifo: Option<PathBuf>,
 ) -> Result<Launched, ContainerError> {
     let hook_state = c.oci_state();
+    let net = opts.network.as_deref();
+    if let Some(n) = net {
+        n.write_files()?;
+    }
+    // The network is attached first (hooks see a configured interface); its error is kept
+    // typed for the caller.
+    let attached = std::cell::RefCell::new(None);
+    let net_error = std::cell::RefCell::new(None);
     let before_pivot = |pid: i32| -> Result<(), String> {
+        if let Some(n) = net {
+            match n.attach(pid, opts.kill_on_parent_death) {
+                Ok(a) => *attached.borrow_mut() = Some(a),
+                Err(e) => {
+                    let m = e.to_string();
+                    *net_error.borrow_mut() = Some(e);
+                    return Err(m);
+                }
+            }
+        }
         let mut st = hook_state.clone();
         st.pid = Some(pid);
         st.status = Status::Creating;
@@ -96,13 +118,27 @@ pub(crate) fn launch_recorded(
         start_fifo: fifo,
         no_pivot: opts.no_pivot,
         kill_on_parent_death: opts.kill_on_parent_death,
-        before_pivot: if hooks::has_create_hooks(spec) {
+        before_pivot: if hooks::has_create_hooks(spec) || net.is_some_and(|n| n.needs_attach()) {
             Some(&before_pivot)
         } else {
             None
         },
     };
-    let mut launched = launch::launch(spec, &lopts)?;
+    let launched = launch::launch(spec, &lopts);
+    let attached = attached.into_inner();
+    let mut launched = match launched {
+        Ok(l) => l,
+        Err(e) => {
+            if let Some(a) = &attached {
+                crate::network::release(a);
+            }
+            return Err(match net_error.into_inner() {
+                Some(ne) => ne.into(),
+                None => e.into(),
+            });
+        }
+    };
+    c.record.network = attached;
     if let (Some(sock), Some(master)) = (&opts.console_socket, &launched.pty_master) {
         send_console(sock, master.as_raw_fd())?;
         launched.pty_master = None;
@@ -140,6 +176,9 @@ pub fn create(
     match result {
         Ok(()) => Ok(c),
         Err(e) => {
+            if let Some(a) = &c.record.network {
+                crate::network::release(a);
+            }
             let _ = std::fs::remove_dir_all(c.dir());
             Err(e)
         }

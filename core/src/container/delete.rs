@@ -25,6 +25,10 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), ContainerEr
             .into())
         }
     }
+    // The network helper (stopped with the container normally; still there after a crash).
+    if let Some(a) = &c.record.network {
+        crate::network::release(a);
+    }
     let spec = c.spec().ok();
     let mut st = c.oci_state();
     st.status = Status::Stopped;

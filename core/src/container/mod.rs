@@ -67,6 +67,8 @@ pub enum ContainerError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
 }
 
 /// A container recorded in a state root.

@@ -32,6 +32,9 @@ impl Running {
     /// With `remove`, the container's state is deleted afterwards (poststop hooks run).
     pub fn wait(mut self, remove: bool) -> Result<i32, ContainerError> {
         let code = launch::wait_pid(self.launched.pid)?;
+        if let Some(a) = &self.container.record.network {
+            crate::network::release(a);
+        }
         self.container.record.status = Status::Stopped;
         self.container.record.exit_code = Some(code);
         let st = self.container.oci_state();
@@ -75,6 +78,9 @@ pub fn run(
             spec: spec.clone(),
         }),
         Err(e) => {
+            if let Some(a) = &c.record.network {
+                crate::network::release(a);
+            }
             let _ = std::fs::remove_dir_all(c.dir());
             Err(e)
         }

@@ -52,6 +52,9 @@ pub struct Record {
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+    /// The container's network as attached: helper pid, ports, address (see `network`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::Attached>,
 }
 
 /// The OCI `state` output.
