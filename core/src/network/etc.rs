@@ -82,6 +82,10 @@ pub fn render(f: &Facts) -> (String, String, String) {
         None => hosts.push_str(&format!("127.0.1.1\t{}\n", own.join(" "))),
     }
     for e in f.extra_hosts.iter().chain(&f.peers) {
+        // A user network lists every member, this container included.
+        if f.peers.contains(e) && own.contains(&e.name) {
+            continue;
+        }
         hosts.push_str(&format!("{}\t{}\n", e.ip, e.name));
     }
     let mut resolv = String::new();

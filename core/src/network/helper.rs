@@ -48,27 +48,16 @@ impl HelperProc {
         self.start_time.is_some() && process_start_time(self.pid) == self.start_time
     }
 
-    /// Stops the helper: SIGTERM, then SIGKILL after a grace period; reaps it when it is our
-    /// child. Harmless when it is already gone.
+    /// Stops the helper (SIGKILL: it keeps no state worth a clean exit, and the container is
+    /// gone) and waits until it is; reaps it when it is our child. Harmless when already gone.
     pub fn stop(&self) {
-        if !self.is_alive() {
-            reap(self.pid);
-            return;
-        }
-        // SAFETY: signalling a process verified (pid + start time) to be our helper.
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_millis(1000);
-        while self.is_alive() && Instant::now() < deadline {
-            reap(self.pid);
-            std::thread::sleep(Duration::from_millis(2));
-        }
         if self.is_alive() {
-            // SAFETY: as above.
+            // SAFETY: signalling a process verified (pid + start time) to be our helper.
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            let deadline = Instant::now() + Duration::from_millis(1000);
+            let deadline = Instant::now() + Duration::from_secs(2);
             while self.is_alive() && Instant::now() < deadline {
                 reap(self.pid);
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_micros(500));
             }
         }
         reap(self.pid);

@@ -73,6 +73,9 @@ pub struct NetworkInfo {
     pub ip_address: Option<IpAddr>,
     pub gateway: Option<IpAddr>,
     pub containers: Vec<Member>,
+    /// The process holding the namespaces, and the helper's.
+    pub infra_pid: Option<i32>,
+    pub helper_pid: Option<i32>,
 }
 
 pub fn validate_name(name: &str) -> Result<(), NetworkError> {
@@ -160,6 +163,8 @@ impl Network {
             ip_address: self.ip,
             gateway: self.gateway,
             containers: self.live_members(),
+            infra_pid: self.infra_alive().then_some(self.infra_pid),
+            helper_pid: self.helper.as_ref().filter(|h| h.is_alive()).map(|h| h.pid),
         }
     }
 }
