@@ -25,7 +25,7 @@ PACKAGES=(
     busybox-static uidmap file procps util-linux
     python3 python3-pytest python3-pytest-timeout
     crun runc bubblewrap hyperfine strace
-    passt slirp4netns iproute2
+    passt slirp4netns
     gcc libc6-dev
 )
 if [ -n "${ROOTBOX_EXTRA_PACKAGES:-}" ]; then

@@ -53,8 +53,18 @@ def fetch(port, path="/", timeout=10.0):
 
 
 def state_of(xdg, name):
-    with open(pathlib.Path(xdg) / "rootbox" / name / "state.json") as f:
-        return json.load(f)
+    """The container's recorded state, once it has its network recorded (the command may run
+    a moment before the launcher writes the record)."""
+
+    def read():
+        try:
+            with open(pathlib.Path(xdg) / "rootbox" / name / "state.json") as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return st if "network" in st else None
+
+    return wait_until(read, 5, what=f"container {name}'s network in its state")
 
 
 def uniq(prefix):
@@ -144,6 +154,18 @@ def test_published_port_answers_on_loopback_and_helper_goes_away(background, box
     wait_until(lambda: not alive(helper_pid), 5, what=f"{helper} (pid {helper_pid}) to exit")
     # Nothing listens on the port any more.
     assert _bindable(port)
+
+
+@pytest.mark.parametrize("helper", HELPERS)
+def test_killed_runtime_leaves_no_helper(background, box_args, xdg_runtime_dir, helper):
+    need(helper)
+    name = uniq("killed")
+    b = background(box_args("sh", "-c", "echo up; exec sleep 60", opts=["--network", helper, "--name", name, "-p", f"{free_port()}:80"]))
+    b.wait_for("up")
+    helper_pid = state_of(xdg_runtime_dir, name)["network"]["helper"]["pid"]
+    assert alive(helper_pid)
+    b.signal(9)  # the runtime dies without cleaning up: the helper must die with it
+    wait_until(lambda: not alive(helper_pid), 5, what=f"{helper} (pid {helper_pid}) to exit")
 
 
 @pytest.mark.parametrize("helper", HELPERS)
