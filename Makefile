@@ -7,7 +7,7 @@ CARGO ?= cargo
 RELEASE := target/release
 DEMO_ROOTFS := target/demo/busybox-rootfs
 
-.PHONY: build demo test lint unit bench clean
+.PHONY: build demo test lint unit bench bench-network clean
 
 ## build: release binaries target/release/rootbox and target/release/rootbox-runtime
 build:
@@ -44,6 +44,11 @@ unit:
 ## bench: start-to-exit of `true`: rootbox-runtime vs crun, runc, bwrap, unshare
 bench: build
 	bench/runtime.sh
+
+## bench-network: published-port throughput and connection latency: rootbox (pasta,
+##                slirp4netns) vs podman rootless -p
+bench-network: build
+	bench/network.sh
 
 clean:
 	$(CARGO) clean
