@@ -359,3 +359,20 @@ def test_network_create_twice_is_refused(rootbox, user_network):
     net = user_network()
     r = rootbox("network", "create", net)
     assert r.rc != 0 and "already exists" in r.err, r
+
+
+def test_user_network_restarts_when_its_process_died(rootbox, user_network, box):
+    if not (have("pasta") or have("slirp4netns")):
+        pytest.skip("no helper installed")
+    net = user_network()
+    info = net_info(rootbox, net)
+    os.kill(info["InfraPid"], 9)
+    wait_until(lambda: not net_info(rootbox, net)["Running"], 5, what="the network to show as stopped")
+    name = uniq("again")
+    r = box("sh", "-c", f"ls /sys/class/net; grep -w {name} /etc/hosts", opts=["--network", net, "--name", name])
+    assert r.rc == 0, r
+    assert len(r.lines) == 3 and "lo" in r.lines[:2], r
+    info2 = net_info(rootbox, net)
+    assert info2["Running"] and info2["InfraPid"] != info["InfraPid"], info2
+    old_helper = info["HelperPid"]
+    wait_until(lambda: not alive(old_helper), 5, what="the old helper to be stopped")
