@@ -114,7 +114,8 @@ pub fn preferred_helper() -> Option<HelperKind> {
 }
 
 /// `--network`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     None,
     Host,
@@ -175,7 +176,8 @@ pub fn default_mode() -> (Mode, Option<String>) {
 }
 
 /// What the user asks for about networking on `run`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NetworkOptions {
     /// `--network` (None: [`default_mode`]).
     pub mode: Option<Mode>,
@@ -194,7 +196,8 @@ pub struct NetworkOptions {
 }
 
 /// The mode after resolution.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Resolved {
     None,
     Host,
@@ -202,19 +205,23 @@ enum Resolved {
     User(user::Network),
 }
 
-/// A network ready to be attached to a container being launched.
-#[derive(Debug, Clone)]
+/// A network ready to be attached to a container being launched. Serializable: a process
+/// other than the one that prepared it (a detached container's monitor) can attach it
+/// ([`Prepared::save`], [`Prepared::load`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Prepared {
     mode: Resolved,
     ports: Vec<PortMapping>,
     opts: NetworkOptions,
-    root: StateRoot,
+    root: PathBuf,
     id: String,
     hostname: String,
     aliases: Vec<String>,
     /// Where the generated /etc files live (the container's state directory), when any.
     files_dir: Option<PathBuf>,
     /// Say this to the user (the default fell back to `none`, first time only).
+    #[serde(skip)]
     pub note: Option<String>,
 }
 
@@ -373,7 +380,7 @@ pub fn prepare(
         mode: resolved,
         ports,
         opts: opts.clone(),
-        root: root.clone(),
+        root: root.path.clone(),
         id: id.to_string(),
         hostname,
         aliases,
@@ -417,7 +424,36 @@ pub struct Attached {
     pub files_dir: Option<PathBuf>,
 }
 
+/// File name of a saved [`Prepared`] in a container's state directory.
+pub const PREPARED_FILE: &str = "network-plan.json";
+
 impl Prepared {
+    fn state_root(&self) -> StateRoot {
+        StateRoot {
+            path: self.root.clone(),
+        }
+    }
+
+    /// Saves the plan in the container's state directory (for its monitor).
+    pub fn save(&self, dir: &Path) -> Result<(), NetworkError> {
+        let data = serde_json::to_vec_pretty(self)
+            .map_err(|e| NetworkError::State(format!("network plan: {e}")))?;
+        crate::container::state::write_atomic(&dir.join(PREPARED_FILE), &data)
+            .map_err(|e| NetworkError::State(e.to_string()))
+    }
+
+    /// Loads a plan saved by [`Prepared::save`]; None when there is none.
+    pub fn load(dir: &Path) -> Result<Option<Prepared>, NetworkError> {
+        let path = dir.join(PREPARED_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| NetworkError::State(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(NetworkError::io("reading", &path, e)),
+        }
+    }
+
     /// The ports that will be published.
     pub fn ports(&self) -> &[PortMapping] {
         &self.ports
@@ -478,7 +514,7 @@ impl Prepared {
             }
             Resolved::Private(kind, program) => {
                 a.mode = kind.to_string();
-                let dir = self.root.dir(&self.id);
+                let dir = self.state_root().dir(&self.id);
                 let (dns, forward) = match kind {
                     HelperKind::Pasta => pasta_dns(),
                     HelperKind::Slirp4netns => (
@@ -506,7 +542,7 @@ impl Prepared {
             Resolved::User(net) => {
                 a.mode = net.name.clone();
                 a.network = Some(net.name.clone());
-                a.network_dir = Some(net.dir(&self.root));
+                a.network_dir = Some(net.dir(&self.state_root()));
                 if let Some(h) = &net.helper {
                     for p in &self.ports {
                         match helper::slirp_add_forward(h, p) {
@@ -543,9 +579,9 @@ impl Prepared {
                 dir: self
                     .files_dir
                     .clone()
-                    .unwrap_or_else(|| self.root.dir(&self.id)),
+                    .unwrap_or_else(|| self.state_root().dir(&self.id)),
             };
-            let net = match user::join(&self.root, &net.name, member, &rewrite_peers) {
+            let net = match user::join(&self.state_root(), &net.name, member, &rewrite_peers) {
                 Ok(n) => n,
                 Err(e) => {
                     release(&a);
@@ -640,6 +676,29 @@ mod tests {
         let e = "bad name!".parse::<Mode>().unwrap_err().to_string();
         assert!(e.contains("unknown network"), "{e}");
         assert!("container:x".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn a_plan_survives_save_and_load() {
+        let dir = std::env::temp_dir().join(format!("rbnet-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = StateRoot { path: dir.clone() };
+        let mut spec = crate::spec::base_spec(&[], &[]);
+        let opts = NetworkOptions {
+            mode: Some(Mode::None),
+            add_hosts: vec!["db:10.0.0.5".parse().unwrap()],
+            ..Default::default()
+        };
+        let p = prepare(&opts, &root, "c1", &mut spec).unwrap();
+        p.save(&dir).unwrap();
+        let q = Prepared::load(&dir).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            serde_json::to_value(&q).unwrap()
+        );
+        assert_eq!(q.opts.add_hosts, opts.add_hosts);
+        assert!(Prepared::load(&dir.join("nothing")).unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

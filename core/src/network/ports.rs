@@ -38,7 +38,8 @@ impl FromStr for Proto {
 }
 
 /// What the user asked for with `-p`: the host side may be left to us.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PortSpec {
     pub host_ip: Option<IpAddr>,
     /// `None`: a free port is chosen.
