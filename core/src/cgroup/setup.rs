@@ -340,35 +340,43 @@ fn place_systemd(id: &str, cgroups_path: Option<&str>) -> Result<(PathBuf, PathB
 /// Name of the leaf that processes are moved to when a cgroup must hand its controllers down.
 pub const LEAF: &str = "leaf";
 
-/// Enables `controller` for the children of `dir`; when `dir` holds processes itself (the "no
-/// internal processes" rule), moves them to `dir/leaf` first.
+/// Enables `controller` for the children of `dir`, after moving the processes of `dir` itself
+/// to `dir/leaf` (the "no internal processes" rule: a cgroup that hands controllers down may hold
+/// no process; and threaded controllers such as cpu and pids would otherwise be accepted and
+/// turn `dir` into a thread root, where memory can never be enabled).
 fn enable(dir: &Path, controller: &str) -> Result<(), CgroupError> {
     let cg = Cgroup::new(dir);
-    let token = format!("+{controller}");
-    match cg.write("cgroup.subtree_control", &token) {
-        Ok(()) => Ok(()),
-        Err(e) if e.errno() == Some(libc::EBUSY) && dir.parent().is_some() => {
-            let procs = cg.read("cgroup.procs").unwrap_or_default();
-            if procs.trim().is_empty() {
-                return Err(e);
-            }
-            let leaf = Cgroup::new(dir.join(LEAF));
-            if !leaf.exists() {
-                std::fs::create_dir(&leaf.path)
-                    .map_err(|e| CgroupError::io(&leaf.path, "creating", e))?;
-            }
-            for pid in procs.lines().map(str::trim).filter(|p| !p.is_empty()) {
-                match leaf.write("cgroup.procs", pid) {
-                    Ok(()) => {}
-                    // Gone meanwhile.
-                    Err(e) if e.errno() == Some(libc::ESRCH) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            cg.write("cgroup.subtree_control", &token)
-        }
-        Err(e) => Err(e),
+    evacuate(&cg)?;
+    cg.write("cgroup.subtree_control", &format!("+{controller}"))
+}
+
+/// Moves every process of `cg` (not its descendants) to `cg/leaf`. The root cgroup is exempt
+/// from the rule and left alone.
+fn evacuate(cg: &Cgroup) -> Result<(), CgroupError> {
+    if cg.path.join("cgroup.subtree_control").exists() && !cg.path.join("cgroup.events").exists() {
+        return Ok(()); // the root cgroup has no cgroup.events
     }
+    let procs = cg.read("cgroup.procs")?;
+    if procs.trim().is_empty() {
+        return Ok(());
+    }
+    let leaf = Cgroup::new(cg.path.join(LEAF));
+    if !leaf.exists() {
+        match std::fs::create_dir(&leaf.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(CgroupError::io(&leaf.path, "creating", e)),
+        }
+    }
+    for pid in procs.lines().map(str::trim).filter(|p| !p.is_empty()) {
+        match leaf.write("cgroup.procs", pid) {
+            Ok(()) => {}
+            // Gone meanwhile.
+            Err(e) if e.errno() == Some(libc::ESRCH) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn create(

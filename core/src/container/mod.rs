@@ -210,9 +210,19 @@ impl Container {
         let Some(pid) = self.record.pid.filter(|_| self.is_alive()) else {
             return Vec::new();
         };
+        // Its cgroup holds exactly its processes, whatever their pid namespace.
+        if let Some(cg) = self.cgroup().filter(|cg| cg.exists()) {
+            let mut pids = vec![pid];
+            pids.extend(cg.pids().into_iter().filter(|p| *p != pid));
+            return pids;
+        }
         let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
             return vec![pid];
         };
+        // Without a pid namespace of its own, a scan would find every process of the host's.
+        if std::fs::read_link("/proc/self/ns/pid").ok().as_ref() == Some(&ns) {
+            return vec![pid];
+        }
         let mut pids = vec![pid];
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for e in entries.flatten() {
