@@ -112,6 +112,14 @@ if [ $rc = 137 ] && echo "$err" | grep -q "OOM-killed"; then
 else
     not_ok "rootbox run --memory 32m OOM-kills a 100 MiB allocation" "rc=$rc" "stderr: $err"
 fi
+# The fallback of kernels without CLONE_INTO_CGROUP: the parent writes the pid to cgroup.procs
+# before the child may go on.
+err=$(ROOTBOX_CGROUP_ENTRY=procs run_in --name fb --memory 32m -- sh -c 'cat /proc/self/cgroup; exec dd if=/dev/zero of=/dev/null bs=100M count=1' 2>&1); rc=$?
+if [ $rc = 137 ] && has_all "$err" "OOM-killed" "/rootbox/fb"; then
+    ok "cgroup.procs fallback (no CLONE_INTO_CGROUP): the process starts limited, OOM-killed"
+else
+    not_ok "cgroup.procs fallback enforces the memory limit" "rc=$rc" "$err"
+fi
 out=$(run_in --memory 32m -- dd if=/dev/zero of=/dev/null bs=8M count=1 2>&1); rc=$?
 if [ $rc = 0 ]; then ok "--memory 32m: an 8 MiB allocation succeeds"; else not_ok "--memory 32m: an 8 MiB allocation succeeds" "rc=$rc $out"; fi
 out=$(run_in --memory 1.5g --memory-swap -1 --memory-reservation 16m -- sh -c 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory.swap.max /sys/fs/cgroup/memory.low' 2>&1)

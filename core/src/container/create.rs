@@ -113,7 +113,11 @@ pub(crate) fn launch_recorded(
             None
         },
         cgroup: cg.as_ref().map(|p| CgroupEntry {
-            dir_fd: p.dir.as_raw_fd(),
+            // ROOTBOX_CGROUP_ENTRY=procs forces the fallback of kernels without
+            // CLONE_INTO_CGROUP (the pid written to cgroup.procs), so tests can cover it.
+            dir_fd: (std::env::var_os("ROOTBOX_CGROUP_ENTRY").as_deref()
+                != Some(std::ffi::OsStr::new("procs")))
+            .then(|| p.dir.as_raw_fd()),
             path: &p.cgroup.path,
         }),
     };

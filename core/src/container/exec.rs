@@ -39,7 +39,7 @@ pub fn exec(
         no_pivot: opts.no_pivot,
         cgroup: match (&cg, &dir) {
             (Some(cg), Some(dir)) => Some(CgroupEntry {
-                dir_fd: dir.as_raw_fd(),
+                dir_fd: Some(dir.as_raw_fd()),
                 path: &cg.path,
             }),
             _ => opts.cgroup,

@@ -94,7 +94,8 @@ pub struct LaunchOptions<'a> {
 /// `cgroup.procs` before releasing it, so it never runs a user instruction outside.
 #[derive(Debug, Clone, Copy)]
 pub struct CgroupEntry<'a> {
-    pub dir_fd: RawFd,
+    /// The cgroup directory for `CLONE_INTO_CGROUP`; None: only the `cgroup.procs` way.
+    pub dir_fd: Option<RawFd>,
     pub path: &'a Path,
 }
 
@@ -375,18 +376,19 @@ pub fn launch(spec: &Spec, opts: &LaunchOptions<'_>) -> Result<Launched, LaunchE
         None => None,
     };
     let mut mount_fds: Vec<RawFd> = vec![-1; plan.mounts.len()];
-    let (pid, pidfd, in_cgroup) = spawn(plan.clone_flags, opts.cgroup.map(|c| c.dir_fd), || {
-        sys::close(parent_sock.as_raw_fd());
-        let mut ctx = Ctx {
-            sync: child_sock.as_raw_fd(),
-            fifo: fifo.as_ref().map(|f| f.as_raw_fd()),
-            stdio: opts.stdio,
-            preserve_fds: opts.preserve_fds,
-            kill_on_parent_death: opts.kill_on_parent_death,
-            mount_fds: &mut mount_fds,
-        };
-        child::run(&plan, &mut ctx)
-    })?;
+    let (pid, pidfd, in_cgroup) =
+        spawn(plan.clone_flags, opts.cgroup.and_then(|c| c.dir_fd), || {
+            sys::close(parent_sock.as_raw_fd());
+            let mut ctx = Ctx {
+                sync: child_sock.as_raw_fd(),
+                fifo: fifo.as_ref().map(|f| f.as_raw_fd()),
+                stdio: opts.stdio,
+                preserve_fds: opts.preserve_fds,
+                kill_on_parent_death: opts.kill_on_parent_death,
+                mount_fds: &mut mount_fds,
+            };
+            child::run(&plan, &mut ctx)
+        })?;
     drop(child_sock);
     drop(fifo);
     let sync_fd = parent_sock.as_raw_fd();
@@ -522,7 +524,7 @@ pub fn exec_into(
         what: "socketpair".into(),
         source: e,
     })?;
-    let (mid, _, in_cgroup) = spawn(0, opts.cgroup.map(|c| c.dir_fd), || {
+    let (mid, _, in_cgroup) = spawn(0, opts.cgroup.and_then(|c| c.dir_fd), || {
         sys::close(parent_sock.as_raw_fd());
         let mut none: [RawFd; 0] = [];
         let mut ctx = Ctx {
