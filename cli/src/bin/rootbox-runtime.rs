@@ -174,7 +174,8 @@ fn cgroup_options(systemd: bool) -> Result<CgroupOptions, Error> {
     Ok(CgroupOptions {
         manager,
         ..Default::default()
-    })
+    }
+    .with_env()?)
 }
 
 fn root(path: &Path) -> Result<StateRoot, Error> {

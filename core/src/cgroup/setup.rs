@@ -87,7 +87,7 @@ pub struct CgroupOptions {
 }
 
 impl CgroupOptions {
-    /// The policy from a config's annotation, else the environment, else `self`.
+    /// The policy from a config's `io.rootbox.cgroup-limits` annotation, else `self`'s.
     pub fn with_spec(mut self, spec: &Spec) -> Result<Self, CgroupError> {
         if let Some(v) = spec
             .annotations()
@@ -95,7 +95,13 @@ impl CgroupOptions {
             .and_then(|a| a.get(ANNOTATION_LIMITS))
         {
             self.policy = v.parse()?;
-        } else if let Ok(v) = std::env::var(ENV_LIMITS) {
+        }
+        Ok(self)
+    }
+
+    /// The policy from `ROOTBOX_CGROUP_LIMITS` when set (for front doors without a flag).
+    pub fn with_env(mut self) -> Result<Self, CgroupError> {
+        if let Ok(v) = std::env::var(ENV_LIMITS) {
             if !v.is_empty() {
                 self.policy = v.parse()?;
             }
@@ -491,6 +497,11 @@ fn create(
 /// Writes the limits whose controller is in `have` (the rest were reported already).
 fn apply_writes(cg: &Cgroup, writes: &[Write], have: &[String]) -> Result<(), CgroupError> {
     for w in writes.iter().filter(|w| have.contains(&w.controller)) {
+        if w.file == "memory.swap.max" && !cg.path.join(&w.file).exists() {
+            // A kernel without swap accounting (swapaccount=0): like Docker, limit memory only.
+            warn("this kernel does not account swap: the memory limit is applied without a swap limit");
+            continue;
+        }
         cg.write(&w.file, &w.value).map_err(|e| match e {
             CgroupError::Io { path, what, source }
                 if source.raw_os_error() == Some(libc::EINVAL) =>
