@@ -4,7 +4,8 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use rootbox_cli::{die, wait_foreground, SignalForwarder};
+use rootbox_cli::{die, wait_foreground_exit, SignalForwarder};
+use rootbox_core::cgroup::{CgroupOptions, ResourceOptions};
 use rootbox_core::container::{self, create::CreateOptions, state::StateRoot};
 use rootbox_core::idmap::IdMapMode;
 use rootbox_core::spec::{BindVolume, RunOptions};
@@ -36,6 +37,103 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Show running containers' resource usage (memory, CPU, pids, OOM kills).
+    Stats(StatsArgs),
+}
+
+/// `rootbox stats`.
+#[derive(Args, Debug)]
+struct StatsArgs {
+    /// Print one sample and exit (default: a sample every second until the containers stop).
+    #[arg(long)]
+    no_stream: bool,
+    /// Output format: table or json (one object per container and sample).
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Container names or ids.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Resource limits and cgroup placement of `rootbox run` (see README: Resource limits).
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// Memory limit: bytes or a size such as 512k, 64m, 1.5g.
+    #[arg(short = 'm', long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    /// Memory plus swap limit (-1: unlimited swap; default: twice --memory).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Memory soft limit (memory.low).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    /// Number of CPUs (e.g. 0.5): cpu.max quota per 100ms period.
+    #[arg(long, allow_hyphen_values = true)]
+    cpus: Option<String>,
+    /// CPU CFS period in microseconds.
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_period: Option<String>,
+    /// CPU CFS quota in microseconds per period (-1: none).
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_quota: Option<String>,
+    /// Relative CPU weight, cgroup v1 style (2-262144, 1024 = default; becomes cpu.weight).
+    #[arg(short = 'c', long, allow_hyphen_values = true)]
+    cpu_shares: Option<String>,
+    /// CPUs the container may run on (e.g. 0-3,7).
+    #[arg(long, allow_hyphen_values = true)]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (e.g. 0).
+    #[arg(long, allow_hyphen_values = true)]
+    cpuset_mems: Option<String>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<String>,
+    /// Block IO weight (10-1000; becomes io.weight).
+    #[arg(long, allow_hyphen_values = true)]
+    blkio_weight: Option<String>,
+    /// Parent cgroup of the container's cgroup (absolute: from the cgroup2 mount; relative:
+    /// from the delegated cgroup).
+    #[arg(long)]
+    cgroup_parent: Option<String>,
+    /// cgroup manager: cgroupfs, systemd or disabled (default: cgroupfs where delegated, else
+    /// systemd's user manager where reachable).
+    #[arg(long, env = "ROOTBOX_CGROUP_MANAGER")]
+    cgroup_manager: Option<String>,
+    /// A limit that this host cannot enforce: strict (refuse to run, the default) or
+    /// best-effort (run without it, with a warning).
+    #[arg(long, env = "ROOTBOX_CGROUP_LIMITS")]
+    cgroup_limits: Option<String>,
+}
+
+impl LimitArgs {
+    fn resources(&self) -> Result<ResourceOptions, Error> {
+        let mut r = ResourceOptions::default();
+        for (flag, value) in [
+            ("memory", &self.memory),
+            ("memory-swap", &self.memory_swap),
+            ("memory-reservation", &self.memory_reservation),
+            ("cpus", &self.cpus),
+            ("cpu-period", &self.cpu_period),
+            ("cpu-quota", &self.cpu_quota),
+            ("cpu-shares", &self.cpu_shares),
+            ("cpuset-cpus", &self.cpuset_cpus),
+            ("cpuset-mems", &self.cpuset_mems),
+            ("pids-limit", &self.pids_limit),
+            ("blkio-weight", &self.blkio_weight),
+        ] {
+            if let Some(v) = value {
+                r.set(flag, v)?;
+            }
+        }
+        Ok(r)
+    }
+
+    fn cgroup_options(&self) -> Result<CgroupOptions, Error> {
+        Ok(CgroupOptions {
+            manager: self.cgroup_manager.as_deref().unwrap_or("").parse()?,
+            policy: self.cgroup_limits.as_deref().unwrap_or("").parse()?,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -88,6 +186,8 @@ struct RunArgs {
     /// Remove the container when it exits (the default for foreground runs for now).
     #[arg(long)]
     rm: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
     command: Vec<String>,
@@ -113,6 +213,7 @@ fn main() {
             }
             Ok(0)
         }
+        Cmd::Stats(a) => stats(a, state_dir),
     };
     match code {
         Ok(code) => std::process::exit(code),
@@ -169,7 +270,10 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
         idmap,
         network_host,
         seccomp,
+        resources: a.limits.resources()?,
+        cgroup_parent: a.limits.cgroup_parent.clone(),
     };
+    let cgroup = a.limits.cgroup_options()?;
     let id = match &a.name {
         Some(n) => n.clone(),
         None => container::new_id(),
@@ -186,11 +290,102 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
         bundle: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         stdio,
         kill_on_parent_death: true,
+        cgroup,
         ..Default::default()
     };
     let forwarder =
         SignalForwarder::install().map_err(|e| invalid(format!("signal handling: {e}")))?;
     let running = container::run::run(&root, &id, &spec, &copts)?;
     drop(devnull);
-    wait_foreground(running, forwarder, true)
+    let exit = wait_foreground_exit(running, forwarder, true)?;
+    if exit.oom_killed {
+        eprintln!(
+            "{PROG}: container {id} was OOM-killed: a process exceeded its memory limit (exit code {})",
+            exit.code
+        );
+    }
+    Ok(exit.code)
+}
+
+/// `rootbox stats`: samples each container's cgroup (CPU % over the interval).
+fn stats(a: StatsArgs, state_dir: PathBuf) -> Result<i32, Error> {
+    use rootbox_core::cgroup::stats::{human_bytes, Stats};
+    use std::time::{Duration, Instant};
+    let json = match a.format.as_str() {
+        "table" => false,
+        "json" => true,
+        other => {
+            return Err(rootbox_core::spec::SpecError::Invalid(format!(
+                "unknown --format {other:?} (expected table or json)"
+            ))
+            .into())
+        }
+    };
+    let root = StateRoot::open(&state_dir)?;
+    let mut ctrs = Vec::new();
+    for id in &a.containers {
+        let c = container::Container::load(&root, id)?;
+        let cg = c.require_cgroup("stats")?;
+        ctrs.push((c, cg));
+    }
+    let interval = if a.no_stream {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(1)
+    };
+    let mut prev: Vec<(Stats, Instant)> = ctrs
+        .iter()
+        .map(|(_, cg)| (Stats::read(cg), Instant::now()))
+        .collect();
+    loop {
+        std::thread::sleep(interval);
+        if !json {
+            println!(
+                "{:<16} {:>7} {:>22} {:>7} {:>11} {:>9} {:>9}",
+                "CONTAINER", "CPU %", "MEM USAGE / LIMIT", "MEM %", "MEM PEAK", "PIDS", "OOM KILLS"
+            );
+        }
+        let mut alive = 0;
+        for ((c, cg), (p, t)) in ctrs.iter().zip(prev.iter_mut()) {
+            if !cg.exists() {
+                continue;
+            }
+            alive += 1;
+            let now = Stats::read(cg);
+            let wall = t.elapsed().as_micros().max(1) as f64;
+            let cpu = now.cpu_usage_usec.saturating_sub(p.cpu_usage_usec) as f64 * 100.0 / wall;
+            let mem_pct = now
+                .memory_limit
+                .map(|l| now.memory_current as f64 * 100.0 / l.max(1) as f64);
+            if json {
+                let mut v = serde_json::to_value(&now).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("memory_stat");
+                    o.insert("id".into(), c.id().into());
+                    o.insert("cpu_percent".into(), ((cpu * 100.0).round() / 100.0).into());
+                }
+                println!("{v}");
+            } else {
+                let limit = now.memory_limit.map_or("unlimited".into(), human_bytes);
+                println!(
+                    "{:<16} {:>6.2}% {:>22} {:>7} {:>11} {:>9} {:>9}",
+                    c.id().chars().take(16).collect::<String>(),
+                    cpu,
+                    format!("{} / {}", human_bytes(now.memory_current), limit),
+                    mem_pct.map_or("-".into(), |m| format!("{m:.2}%")),
+                    human_bytes(now.memory_peak),
+                    match now.pids_limit {
+                        Some(l) => format!("{}/{l}", now.pids_current),
+                        None => now.pids_current.to_string(),
+                    },
+                    now.oom_kills
+                );
+            }
+            *p = now;
+            *t = Instant::now();
+        }
+        if a.no_stream || alive == 0 {
+            return Ok(0);
+        }
+    }
 }

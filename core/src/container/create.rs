@@ -12,7 +12,8 @@ use oci_spec::runtime::Spec;
 use super::hooks::{self, HookPoint};
 use super::state::{self, Lock, Record, StateRoot, Status};
 use super::{Container, ContainerError, StateError};
-use crate::launch::{self, LaunchOptions, Launched};
+use crate::cgroup::{self, CgroupOptions};
+use crate::launch::{self, CgroupEntry, LaunchOptions, Launched};
 
 /// Options of `create` (and of `run`) beyond the config.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +26,8 @@ pub struct CreateOptions {
     pub stdio: Option<[RawFd; 3]>,
     /// Kill the container if the launching thread dies (foreground runs).
     pub kill_on_parent_death: bool,
+    /// cgroup manager and limit policy (`--cgroup-manager`, `--cgroup-limits`).
+    pub cgroup: CgroupOptions,
 }
 
 /// Registers a new container directory, failing if the id is taken.
@@ -67,6 +70,8 @@ pub(crate) fn register(
             created: state::now_rfc3339(),
             exit_code: None,
             annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroup: None,
+            oom_killed: false,
         },
     };
     c.save()?;
@@ -90,6 +95,12 @@ pub(crate) fn launch_recorded(
         hooks::run(spec, HookPoint::CreateRuntime, &st).map_err(|e| e.to_string())?;
         hooks::run(spec, HookPoint::CreateContainer, &st).map_err(|e| e.to_string())
     };
+    // The cgroup exists, limited, before the process does; the process starts inside it.
+    let cg = cgroup::prepare(c.id(), spec, &opts.cgroup.with_spec(spec)?)?;
+    if let Some(p) = &cg {
+        c.record.cgroup = Some(p.cgroup.path.clone());
+        c.save()?;
+    }
     let lopts = LaunchOptions {
         stdio: opts.stdio,
         preserve_fds: opts.preserve_fds,
@@ -101,8 +112,17 @@ pub(crate) fn launch_recorded(
         } else {
             None
         },
+        cgroup: cg.as_ref().map(|p| CgroupEntry {
+            // ROOTBOX_CGROUP_ENTRY=procs forces the fallback of kernels without
+            // CLONE_INTO_CGROUP (the pid written to cgroup.procs), so tests can cover it.
+            dir_fd: (std::env::var_os("ROOTBOX_CGROUP_ENTRY").as_deref()
+                != Some(std::ffi::OsStr::new("procs")))
+            .then(|| p.dir.as_raw_fd()),
+            path: &p.cgroup.path,
+        }),
     };
     let mut launched = launch::launch(spec, &lopts)?;
+    drop(cg);
     if let (Some(sock), Some(master)) = (&opts.console_socket, &launched.pty_master) {
         send_console(sock, master.as_raw_fd())?;
         launched.pty_master = None;
@@ -140,10 +160,19 @@ pub fn create(
     match result {
         Ok(()) => Ok(c),
         Err(e) => {
-            let _ = std::fs::remove_dir_all(c.dir());
+            discard(&c);
             Err(e)
         }
     }
+}
+
+/// Undoes a failed create/run: the container's processes, cgroup and state directory.
+pub(crate) fn discard(c: &Container) {
+    if let Some(cg) = c.cgroup() {
+        let _ = cg.kill();
+        let _ = cg.remove();
+    }
+    let _ = std::fs::remove_dir_all(c.dir());
 }
 
 /// A container that outlives this command and has a terminal needs somewhere to send it.

@@ -52,6 +52,12 @@ pub struct Record {
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+    /// The container's cgroup v2 directory, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
+    /// The OOM killer killed a process of the container (`memory.events` oom_kill at exit).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 /// The OCI `state` output.
@@ -69,6 +75,13 @@ pub struct OciState {
     /// Not in the OCI spec; runc prints it too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// Not in the OCI spec: the OOM killer killed a process of the (stopped) container, like
+    /// Docker's `State.OOMKilled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_killed: Option<bool>,
+    /// Not in the OCI spec: the container's cgroup v2 directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// The directory holding every container's state for one user.

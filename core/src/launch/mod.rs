@@ -85,6 +85,29 @@ pub struct LaunchOptions<'a> {
     pub kill_on_parent_death: bool,
     /// Called with the child's pid once namespaces exist and before pivot_root (OCI hooks).
     pub before_pivot: Option<&'a dyn Fn(i32) -> Result<(), String>>,
+    /// The cgroup the process starts in (see [`CgroupEntry`]).
+    pub cgroup: Option<CgroupEntry<'a>>,
+}
+
+/// A cgroup to start a process in: entered at clone time (`clone3` with `CLONE_INTO_CGROUP` and
+/// this directory fd); where the kernel refuses that, the parent writes the child's pid to
+/// `cgroup.procs` before releasing it, so it never runs a user instruction outside.
+#[derive(Debug, Clone, Copy)]
+pub struct CgroupEntry<'a> {
+    /// The cgroup directory for `CLONE_INTO_CGROUP`; None: only the `cgroup.procs` way.
+    pub dir_fd: Option<RawFd>,
+    pub path: &'a Path,
+}
+
+/// Moves `pid` into the cgroup at `path` (the fallback of `CLONE_INTO_CGROUP`).
+fn enter_cgroup(pid: i32, path: &Path) -> Result<(), LaunchError> {
+    std::fs::write(path.join("cgroup.procs"), pid.to_string()).map_err(|e| LaunchError::Sys {
+        what: format!(
+            "moving the container process into cgroup {}",
+            path.display()
+        ),
+        source: e,
+    })
 }
 
 /// Strings to word a child's error with.
@@ -289,8 +312,9 @@ impl Drop for SignalsBlocked {
 #[allow(unreachable_code)]
 fn spawn(
     flags: u64,
+    cgroup_fd: Option<RawFd>,
     child: impl FnOnce() -> std::convert::Infallible,
-) -> Result<(i32, Option<OwnedFd>), LaunchError> {
+) -> Result<(i32, Option<OwnedFd>, bool), LaunchError> {
     let mut pidfd: RawFd = -1;
     let mut args = sys::CloneArgs {
         flags: flags | sys::CLONE_PIDFD,
@@ -299,8 +323,25 @@ fn spawn(
         ..Default::default()
     };
     let blocked = SignalsBlocked::new();
-    // SAFETY: the child branch runs only `child`, which is async-signal-safe and never returns.
-    let mut r = unsafe { sys::clone3(&mut args) };
+    let mut in_cgroup = false;
+    let mut r = Err(libc::ENOSYS);
+    if let Some(fd) = cgroup_fd {
+        args.flags |= sys::CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+        // SAFETY: the child branch runs only `child`, which is async-signal-safe and never
+        // returns.
+        r = unsafe { sys::clone3(&mut args) };
+        in_cgroup = r.is_ok();
+        // Refused (old kernel, seccomp, a cgroup the kernel will not start a process in):
+        // clone without it; the caller moves the child before releasing it.
+        args.flags &= !sys::CLONE_INTO_CGROUP;
+        args.cgroup = 0;
+    }
+    if cgroup_fd.is_none() || r.is_err() {
+        pidfd = -1;
+        // SAFETY: as above.
+        r = unsafe { sys::clone3(&mut args) };
+    }
     if matches!(r, Err(libc::ENOSYS) | Err(libc::EPERM)) {
         pidfd = -1;
         // SAFETY: as above.
@@ -314,7 +355,7 @@ fn spawn(
                 // SAFETY: the kernel returned a fresh pidfd that we own.
                 unsafe { OwnedFd::from_raw_fd(pidfd) }
             });
-            Ok((pid, pidfd))
+            Ok((pid, pidfd, in_cgroup))
         }
         Err(e) => {
             drop(blocked);
@@ -351,22 +392,30 @@ pub fn launch(spec: &Spec, opts: &LaunchOptions<'_>) -> Result<Launched, LaunchE
         None => None,
     };
     let mut mount_fds: Vec<RawFd> = vec![-1; plan.mounts.len()];
-    let (pid, pidfd) = spawn(plan.clone_flags, || {
-        sys::close(parent_sock.as_raw_fd());
-        let mut ctx = Ctx {
-            sync: child_sock.as_raw_fd(),
-            fifo: fifo.as_ref().map(|f| f.as_raw_fd()),
-            stdio: opts.stdio,
-            preserve_fds: opts.preserve_fds,
-            kill_on_parent_death: opts.kill_on_parent_death,
-            mount_fds: &mut mount_fds,
-        };
-        child::run(&plan, &mut ctx)
-    })?;
+    let (pid, pidfd, in_cgroup) =
+        spawn(plan.clone_flags, opts.cgroup.and_then(|c| c.dir_fd), || {
+            sys::close(parent_sock.as_raw_fd());
+            let mut ctx = Ctx {
+                sync: child_sock.as_raw_fd(),
+                fifo: fifo.as_ref().map(|f| f.as_raw_fd()),
+                stdio: opts.stdio,
+                preserve_fds: opts.preserve_fds,
+                kill_on_parent_death: opts.kill_on_parent_death,
+                mount_fds: &mut mount_fds,
+            };
+            child::run(&plan, &mut ctx)
+        })?;
     drop(child_sock);
     drop(fifo);
     let sync_fd = parent_sock.as_raw_fd();
 
+    if let (Some(cg), false) = (opts.cgroup, in_cgroup) {
+        if let Err(e) = enter_cgroup(pid, cg.path) {
+            let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
+            kill_and_reap(pid);
+            return Err(e);
+        }
+    }
     if let Err(e) = idmap::apply(pid, &uids, &gids) {
         let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
         kill_and_reap(pid);
@@ -491,7 +540,7 @@ pub fn exec_into(
         what: "socketpair".into(),
         source: e,
     })?;
-    let (mid, _) = spawn(0, || {
+    let (mid, _, in_cgroup) = spawn(0, opts.cgroup.and_then(|c| c.dir_fd), || {
         sys::close(parent_sock.as_raw_fd());
         let mut none: [RawFd; 0] = [];
         let mut ctx = Ctx {
@@ -506,12 +555,26 @@ pub fn exec_into(
     })?;
     drop(child_sock);
     let sync_fd = parent_sock.as_raw_fd();
+    if let (Some(cg), false) = (opts.cgroup, in_cgroup) {
+        // The exec'd process is forked by `mid` once it has joined the namespaces; `mid` is
+        // moved first so that the process starts inside.
+        if let Err(e) = enter_cgroup(mid, cg.path) {
+            kill_and_reap(mid);
+            return Err(e);
+        }
+    }
     let mut grandchild = None;
     let mut pty_master = None;
     let result = loop {
         match sync::recv(sync_fd) {
             Ok(Some((m, fd))) => match m.kind {
-                sync::CHILD_PID => grandchild = Some(m.value),
+                sync::CHILD_PID => {
+                    grandchild = Some(m.value);
+                    // Fallback only (no CLONE_INTO_CGROUP): if `mid` forked before it was moved.
+                    if let (Some(cg), false) = (opts.cgroup, in_cgroup) {
+                        let _ = enter_cgroup(m.value, cg.path);
+                    }
+                }
                 sync::CHILD_PTY => pty_master = fd,
                 sync::CHILD_READY => break Ok(()),
                 sync::CHILD_ERROR => break Err(child_error(&errors, m)),

@@ -298,6 +298,11 @@ pub struct RunOptions {
     pub idmap: IdMapMode,
     pub network_host: bool,
     pub seccomp: SeccompChoice,
+    /// Resource limits (`--memory`, `--cpus`, ...) → `linux.resources`.
+    pub resources: crate::cgroup::ResourceOptions,
+    /// `--cgroup-parent`: the container's cgroup is `<parent>/<id>` (absolute: from the cgroup2
+    /// mount; relative: from the delegated cgroup) → `linux.cgroupsPath`.
+    pub cgroup_parent: Option<String>,
 }
 
 impl RunOptions {
@@ -420,6 +425,7 @@ impl RunOptions {
         if let Some(linux) = spec.linux_mut() {
             linux.set_seccomp(seccomp);
         }
+        self.apply_cgroup(&mut spec, id)?;
         if self.init {
             let mut ann = spec.annotations().clone().unwrap_or_default();
             ann.insert(ANNOTATION_INIT.into(), "true".into());
@@ -427,6 +433,33 @@ impl RunOptions {
         }
         validate(&spec)?;
         Ok(spec)
+    }
+}
+
+impl RunOptions {
+    /// Limits and cgroup placement into the spec.
+    fn apply_cgroup(&self, spec: &mut Spec, id: &str) -> Result<(), SpecError> {
+        let resources = self
+            .resources
+            .to_oci()
+            .map_err(|e| SpecError::Invalid(e.to_string()))?;
+        if let Some(linux) = spec.linux_mut() {
+            if resources.is_some() {
+                linux.set_resources(resources);
+            }
+            if let Some(parent) = &self.cgroup_parent {
+                if parent.is_empty() || parent.split('/').any(|c| c == "..") {
+                    return Err(SpecError::Invalid(format!(
+                        "invalid --cgroup-parent {parent:?}: expected a cgroup path without \"..\""
+                    )));
+                }
+                linux.set_cgroups_path(Some(PathBuf::from(format!(
+                    "{}/{id}",
+                    parent.trim_end_matches('/')
+                ))));
+            }
+        }
+        Ok(())
     }
 }
 
