@@ -67,6 +67,8 @@ pub(crate) fn register(
             created: state::now_rfc3339(),
             exit_code: None,
             annotations: spec.annotations().clone().unwrap_or_default(),
+            name: String::new(),
+            lifecycle: Default::default(),
         },
     };
     c.save()?;
