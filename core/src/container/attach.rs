@@ -1,7 +1,8 @@
 //! The attach protocol: the monitor serves `<state dir>/<id>/attach.sock`; `attach`,
 //! `start -a` and `wait` connect to it.
 //!
-//! A client first sends one hello byte (`HELLO_*` flags), then frames `[kind u8][len u32 BE]
+//! A client first sends one hello byte (`HELLO_*` flags) and waits for the monitor's ready
+//! frame (so what the container prints after that reaches it), then sends frames `[kind u8][len u32 BE]
 //! [payload]`: stdin data, stdin end, or a window size (rows u16 BE, cols u16 BE). The monitor
 //! sends frames of stdout and stderr data (to clients that asked for output) and, once the
 //! container has exited and its exit is recorded, an exit frame with the code (i32 BE).
@@ -30,6 +31,9 @@ pub const C_RESIZE: u8 = 2;
 pub const M_STDOUT: u8 = 1;
 pub const M_STDERR: u8 = 2;
 pub const M_EXIT: u8 = 3;
+/// Sent once the monitor has registered the client (after its hello): output produced after
+/// this frame reaches the client.
+pub const M_READY: u8 = 4;
 
 /// Largest frame payload accepted.
 pub const MAX_FRAME: usize = 1 << 20;
@@ -92,10 +96,23 @@ impl Client {
         let d = open_dir(dir)?;
         let mut stream = UnixStream::connect(short_path(&d))?;
         stream.write_all(&[hello])?;
-        Ok(Client {
+        let mut c = Client {
             stream,
             buf: Vec::new(),
-        })
+        };
+        c.stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        match c.read_frame()? {
+            Some((M_READY, _)) => {}
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the container's monitor did not accept the connection",
+                ))
+            }
+        }
+        c.stream.set_read_timeout(None)?;
+        Ok(c)
     }
 
     /// A second handle for sending (stdin, resizes) from another thread.

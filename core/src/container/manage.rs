@@ -102,7 +102,12 @@ fn launch_new(
 ) -> Result<Container, ContainerError> {
     let c = register(root, spec, opts)?;
     match monitor::spawn(root, c.id(), mode) {
-        Ok(_) => Ok(Container::load(root, c.id())?),
+        Ok(_) => match Container::load(root, c.id()) {
+            Ok(c) => Ok(c),
+            // Already over and removed (`--rm`).
+            Err(StateError::NotFound(_)) => Ok(c),
+            Err(e) => Err(e.into()),
+        },
         Err(e) => {
             discard(root, &c);
             Err(e)

@@ -703,6 +703,9 @@ impl Supervisor {
         let c = &mut self.clients[i];
         if c.hello.is_none() && !c.buf.is_empty() {
             c.hello = Some(c.buf.remove(0));
+            if !send_client(&c.stream, &attach::encode(attach::M_READY, &[])) {
+                c.dead = true;
+            }
         }
         let may_write = c.hello.is_some_and(|h| h & attach::HELLO_STDIN != 0);
         let mut frames = Vec::new();
@@ -876,6 +879,13 @@ impl Supervisor {
         }
         self.stdin = None;
         let _ = record_exit(&self.root, &self.id, code, error);
+        // Clients that connected meanwhile (`wait`) get the exit code too.
+        self.accept();
+        for i in 0..self.clients.len() {
+            if self.clients[i].hello.is_none() {
+                self.client_input(i);
+            }
+        }
         self.broadcast(attach::M_EXIT, &code.to_be_bytes());
         self.clients.clear();
         if let Some(l) = self.listener.take() {
