@@ -291,8 +291,11 @@ fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
 
     // 6. The process: cwd, executable, terminal; then tell the parent we are ready.
     let chosen = prepare_process(&p.process, ctx)?;
-    sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
+    // Stop dying with the launcher before telling it we are ready: a launcher that exits right
+    // after READY (`create`) must not take the container with it. (Should it die before READY,
+    // the send below fails and we exit.)
     outlive_parent_if_wanted(ctx);
+    sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
 
     // 7. `create`: block until `start` opens the fifo.
     if let Some(fifo) = ctx.fifo {
@@ -843,8 +846,8 @@ pub fn run_exec(pidfd: RawFd, ns_flags: libc::c_int, pp: &ProcessPlan, ctx: &mut
     die_with_parent();
     let err = match (|| {
         let chosen = prepare_process(pp, ctx)?;
-        sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
         outlive_parent_if_wanted(ctx);
+        sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
         exec_process(pp, ctx, chosen)
     })() {
         Ok(never) => match never {},
