@@ -650,6 +650,11 @@ fn exec(root: &StateRoot, a: ExecArgs) -> Result<i32, Error> {
     }
     let mut p =
         container::exec::process_for(&c, a.command.clone(), &env, a.workdir.as_deref(), a.tty)?;
+    if a.tty {
+        if let Some((rows, cols)) = window_size() {
+            container::exec::set_console_size(&mut p, rows, cols);
+        }
+    }
     if let Some(u) = &a.user {
         let (uid, gid) = rootbox_core::spec::parse_numeric_user(u)?;
         let mut user = p.user().clone();
