@@ -1,4 +1,8 @@
 //! `rootbox`: the user command line, docker-like. Each command maps to one `rootbox_core` call.
+//! The lifecycle commands (ps, logs, stop, exec, ...) live in `rootbox/lifecycle.rs`.
+
+#[path = "rootbox/lifecycle.rs"]
+mod lifecycle;
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -31,6 +35,10 @@ struct Cli {
 enum Cmd {
     /// Run a command in a new container.
     Run(Box<RunArgs>),
+    /// Create a new container (set up, waiting for `start`).
+    Create(Box<RunArgs>),
+    #[command(flatten)]
+    Lifecycle(lifecycle::LifecycleCmd),
     /// Show what this host offers containers (kernel, id mapping, overlay, cgroups, helpers).
     Info {
         /// Print JSON.
@@ -180,7 +188,7 @@ struct RunArgs {
     /// Security options: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
-    /// Container name (used as its id).
+    /// Container name (unique; accepted wherever a container id is).
     #[arg(long)]
     name: Option<String>,
     /// Remove the container when it exits (the default for foreground runs for now).
@@ -188,6 +196,15 @@ struct RunArgs {
     rm: bool,
     #[command(flatten)]
     limits: LimitArgs,
+    /// Run in the background (under a monitor) and print the container id.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Signal `stop` sends first (default SIGTERM).
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long)]
+    stop_timeout: Option<u32>,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
     command: Vec<String>,
@@ -200,7 +217,23 @@ fn main() {
         .clone()
         .unwrap_or_else(|| StateRoot::default_path("rootbox"));
     let code = match cli.cmd {
-        Cmd::Run(args) => run(*args, state_dir),
+        Cmd::Run(args) => run(*args, state_dir, false),
+        Cmd::Create(args) => run(*args, state_dir, true),
+        Cmd::Lifecycle(cmd) => {
+            let exec_like = matches!(
+                cmd,
+                lifecycle::LifecycleCmd::Exec(_)
+                    | lifecycle::LifecycleCmd::Start(_)
+                    | lifecycle::LifecycleCmd::Attach(_)
+            );
+            match lifecycle::dispatch(cmd, &state_dir) {
+                Ok(code) => Ok(code),
+                // Management commands fail with 1, like Docker's; exec/start/attach keep
+                // 125/126/127.
+                Err(e) if !exec_like => die(PROG, &e, 1),
+                Err(e) => Err(e),
+            }
+        }
         Cmd::Info { json } => {
             let info = rootbox_core::info::host_info();
             if json {
@@ -221,7 +254,7 @@ fn main() {
     }
 }
 
-fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
+fn run(a: RunArgs, state_dir: PathBuf, create_only: bool) -> Result<i32, Error> {
     let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
     let idmap: IdMapMode = a
         .idmap
@@ -273,15 +306,62 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
         resources: a.limits.resources()?,
         cgroup_parent: a.limits.cgroup_parent.clone(),
     };
-    let cgroup = a.limits.cgroup_options()?;
-    let id = match &a.name {
-        Some(n) => n.clone(),
-        None => container::new_id(),
-    };
-    let spec = opts.to_spec(&id)?;
+    let id = container::new_id();
+    if let Some(n) = &a.name {
+        container::names::validate_name(n)?;
+    }
+    let mut spec = opts.to_spec(&id)?;
+    a.limits.cgroup_options()?.annotate(&mut spec);
     let root = StateRoot::open(&state_dir)?;
+    if a.detach || create_only {
+        let opts = container::manage::NewContainer {
+            id: Some(id),
+            name: a.name,
+            bundle: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            open_stdin: a.interactive,
+            auto_remove: a.rm,
+            stop_signal: a.stop_signal,
+            stop_timeout: a.stop_timeout,
+            image: String::new(),
+        };
+        return lifecycle_new(&root, &spec, &opts, create_only);
+    }
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| container::names::generate(&root, &id));
+    container::names::reserve(&root, &name, &id)?;
+    let code = run_foreground(a.interactive || a.tty, &root, &spec, &id, &name);
+    container::names::release(&root, &name, &id);
+    code
+}
+
+/// `run -d` and `create`: the container is started (or set up) by its monitor.
+fn lifecycle_new(
+    root: &StateRoot,
+    spec: &rootbox_core::spec::OciSpec,
+    opts: &container::manage::NewContainer,
+    create_only: bool,
+) -> Result<i32, Error> {
+    let c = if create_only {
+        container::manage::create(root, spec, opts)?
+    } else {
+        container::manage::run_detached(root, spec, opts)?
+    };
+    println!("{}", c.id());
+    Ok(0)
+}
+
+fn run_foreground(
+    stdin: bool,
+    root: &StateRoot,
+    spec: &rootbox_core::spec::OciSpec,
+    id: &str,
+    name: &str,
+) -> Result<i32, Error> {
+    let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
     let devnull = rootbox_cli::dev_null().map_err(|e| invalid(format!("/dev/null: {e}")))?;
-    let stdio = if a.interactive || a.tty {
+    let stdio = if stdin {
         None
     } else {
         Some([devnull.as_raw_fd(), 1, 2])
@@ -290,12 +370,12 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
         bundle: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         stdio,
         kill_on_parent_death: true,
-        cgroup,
         ..Default::default()
     };
     let forwarder =
         SignalForwarder::install().map_err(|e| invalid(format!("signal handling: {e}")))?;
-    let running = container::run::run(&root, &id, &spec, &copts)?;
+    let running = container::run::run(root, id, spec, &copts)?;
+    let _ = container::manage::update(root, id, |r| r.name = name.to_string());
     drop(devnull);
     let exit = wait_foreground_exit(running, forwarder, true)?;
     if exit.oom_killed {

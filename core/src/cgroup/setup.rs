@@ -76,6 +76,9 @@ impl std::str::FromStr for LimitPolicy {
 
 /// Annotation that selects the limit policy in an OCI config.
 pub const ANNOTATION_LIMITS: &str = "io.rootbox.cgroup-limits";
+/// Annotation that selects the cgroup manager (how `rootbox run -d` hands `--cgroup-manager`
+/// to the container's monitor).
+pub const ANNOTATION_MANAGER: &str = "io.rootbox.cgroup-manager";
 /// Environment variable that selects the limit policy.
 pub const ENV_LIMITS: &str = "ROOTBOX_CGROUP_LIMITS";
 
@@ -88,15 +91,38 @@ pub struct CgroupOptions {
 
 impl CgroupOptions {
     /// The policy from a config's `io.rootbox.cgroup-limits` annotation, else `self`'s.
+    /// The manager from `io.rootbox.cgroup-manager` likewise.
     pub fn with_spec(mut self, spec: &Spec) -> Result<Self, CgroupError> {
-        if let Some(v) = spec
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_LIMITS))
-        {
+        let annotations = spec.annotations().as_ref();
+        if let Some(v) = annotations.and_then(|a| a.get(ANNOTATION_LIMITS)) {
             self.policy = v.parse()?;
         }
+        if let Some(v) = annotations.and_then(|a| a.get(ANNOTATION_MANAGER)) {
+            self.manager = v.parse()?;
+        }
         Ok(self)
+    }
+
+    /// Records non-default choices as annotations of `spec`, so whoever launches it later
+    /// (a monitor) makes the same choices.
+    pub fn annotate(&self, spec: &mut Spec) {
+        let mut a = spec.annotations().clone().unwrap_or_default();
+        match self.policy {
+            LimitPolicy::Strict => {}
+            LimitPolicy::BestEffort => {
+                a.insert(ANNOTATION_LIMITS.into(), "best-effort".into());
+            }
+        }
+        let manager = match self.manager {
+            Manager::Auto => None,
+            Manager::Cgroupfs => Some("cgroupfs"),
+            Manager::Systemd => Some("systemd"),
+            Manager::Disabled => Some("disabled"),
+        };
+        if let Some(m) = manager {
+            a.insert(ANNOTATION_MANAGER.into(), m.into());
+        }
+        spec.set_annotations(Some(a));
     }
 
     /// The policy from `ROOTBOX_CGROUP_LIMITS` when set (for front doors without a flag).

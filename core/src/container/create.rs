@@ -72,6 +72,8 @@ pub(crate) fn register(
             annotations: spec.annotations().clone().unwrap_or_default(),
             cgroup: None,
             oom_killed: false,
+            name: String::new(),
+            lifecycle: Default::default(),
         },
     };
     c.save()?;

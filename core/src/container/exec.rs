@@ -77,3 +77,15 @@ pub fn process_for(
     p.set_console_size(None);
     Ok(p)
 }
+
+/// Gives an exec's terminal its initial window size (set on the pty before the command runs,
+/// so it never sees a 0x0 terminal).
+pub fn set_console_size(p: &mut Process, rows: u16, cols: u16) {
+    let size = oci_spec::runtime::BoxBuilder::default()
+        .height(u64::from(rows))
+        .width(u64::from(cols))
+        .build();
+    if let Ok(size) = size {
+        p.set_console_size(Some(size));
+    }
+}

@@ -1,11 +1,16 @@
 //! Containers and their lifecycle: one file per verb (create, start, run, exec, kill, delete),
 //! state and locks in `state.rs`, OCI hooks in `hooks.rs`.
 
+pub mod attach;
 pub mod create;
 pub mod delete;
 pub mod exec;
 pub mod hooks;
 pub mod kill;
+pub mod logs;
+pub mod manage;
+pub mod monitor;
+pub mod names;
 pub mod pause;
 pub mod run;
 pub mod start;
@@ -48,6 +53,12 @@ pub enum StateError {
     Corrupt { path: PathBuf, message: String },
     #[error("hook {path} failed: {message}")]
     Hook { path: PathBuf, message: String },
+    #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed (at least two characters)")]
+    BadName(String),
+    #[error("the container name {name:?} is already in use by container {id}: remove (or rename) that container to reuse the name")]
+    NameInUse { name: String, id: String },
+    #[error("container reference {reference:?} is ambiguous: it matches {}", ids.join(", "))]
+    Ambiguous { reference: String, ids: Vec<String> },
     #[error("{0}")]
     Other(String),
 }

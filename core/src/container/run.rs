@@ -84,19 +84,7 @@ pub fn run(
     opts: &CreateOptions,
 ) -> Result<Running, ContainerError> {
     let mut c = register(root, id, spec, &opts.bundle)?;
-    let result = (|| {
-        let mut launched = launch_recorded(&mut c, spec, opts, None)?;
-        let st = c.oci_state();
-        hooks::run(spec, HookPoint::StartContainer, &st)?;
-        launched.wait_exec()?;
-        c.record.status = Status::Running;
-        c.save()?;
-        let st = c.oci_state();
-        if let Err(e) = hooks::run(spec, HookPoint::Poststart, &st) {
-            eprintln!("rootbox: warning: {e}");
-        }
-        Ok(launched)
-    })();
+    let result = start_registered(&mut c, spec, opts);
     match result {
         Ok(launched) => Ok(Running {
             container: c,
@@ -108,4 +96,26 @@ pub fn run(
             Err(e)
         }
     }
+}
+
+/// Launches the process of a registered container and lets it exec right away (startContainer
+/// and poststart hooks around it); returns once it has exec'd. `run`, and the monitor of a
+/// detached container, start containers this way.
+pub(crate) fn start_registered(
+    c: &mut Container,
+    spec: &Spec,
+    opts: &CreateOptions,
+) -> Result<Launched, ContainerError> {
+    let mut launched = launch_recorded(c, spec, opts, None)?;
+    let st = c.oci_state();
+    hooks::run(spec, HookPoint::StartContainer, &st)?;
+    launched.wait_exec()?;
+    c.record.status = Status::Running;
+    c.record.lifecycle.started_at = Some(super::state::now_rfc3339());
+    c.save()?;
+    let st = c.oci_state();
+    if let Err(e) = hooks::run(spec, HookPoint::Poststart, &st) {
+        eprintln!("rootbox: warning: {e}");
+    }
+    Ok(launched)
 }

@@ -250,6 +250,12 @@ pub struct Launched {
 }
 
 impl Launched {
+    /// The parent's end of the sync socket (for a supervisor that re-execs and reads the
+    /// child's exec error itself; see [`child_error_from`]).
+    pub fn sync_fd(&self) -> RawFd {
+        self.sync.as_raw_fd()
+    }
+
     /// Waits until the process has exec'd its command, or returns why it could not
     /// (the child has then exited; it is reaped here).
     pub fn wait_exec(&mut self) -> Result<(), LaunchError> {
@@ -265,6 +271,15 @@ impl Launched {
             Err(e) => Err(LaunchError::sys("reading from the container process", e)),
         }
     }
+}
+
+/// The error a container process sent over its sync socket, worded from its config: for a
+/// supervisor that no longer holds the [`Launched`] (the monitor after its re-exec).
+pub fn child_error_from(spec: &Spec, m: sync::Msg) -> LaunchError {
+    let errors = plan::child_plan(spec, false, false)
+        .map(|p| ErrorContext::from_plan(&p))
+        .unwrap_or_default();
+    child_error(&errors, m)
 }
 
 fn child_error(errors: &ErrorContext, m: sync::Msg) -> LaunchError {
