@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::container::{ContainerError, StateError};
 use crate::idmap::IdMapError;
 use crate::launch::LaunchError;
+use crate::rootfs::RootfsError;
 use crate::seccomp::SeccompError;
 use crate::spec::SpecError;
 
@@ -20,6 +21,8 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
 }
 
 impl From<ContainerError> for Error {
@@ -28,6 +31,7 @@ impl From<ContainerError> for Error {
             ContainerError::State(e) => Error::State(e),
             ContainerError::Spec(e) => Error::Spec(e),
             ContainerError::Launch(e) => Error::Launch(e),
+            ContainerError::Rootfs(e) => Error::Rootfs(e),
         }
     }
 }
@@ -39,6 +43,7 @@ impl Error {
             Error::Launch(e) => e.errno(),
             Error::State(StateError::Io { source, .. }) => source.raw_os_error(),
             Error::Spec(SpecError::Read { source, .. }) => source.raw_os_error(),
+            Error::Rootfs(e) => e.errno(),
             _ => None,
         }
     }
@@ -53,6 +58,7 @@ impl Error {
             | Error::Spec(SpecError::Parse { path, .. })
             | Error::Spec(SpecError::NoRootfs { path })
             | Error::Spec(SpecError::NoBindSource { path }) => Some(path),
+            Error::Rootfs(e) => e.path(),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@
 //! - [`launch`]: clone into new namespaces, the child's setup up to exec, the PID-1 init.
 //! - [`seccomp`]: OCI seccomp profiles compiled to BPF, Docker's default profile.
 //! - [`container`]: state, locks and the lifecycle verbs.
+//! - [`rootfs`]: layered rootfs (overlay, fuse-overlayfs, vfs), generated /etc files, volumes.
 //! - [`info`]: what this host offers (kernel, id mapping, overlay, cgroups, helpers).
 
 pub mod container;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod idmap;
 pub mod info;
 pub mod launch;
+pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod sys;

@@ -25,6 +25,30 @@ pub struct CreateOptions {
     pub stdio: Option<[RawFd; 3]>,
     /// Kill the container if the launching thread dies (foreground runs).
     pub kill_on_parent_death: bool,
+    /// `rootbox run`'s per-container preparation: generated /etc files and volumes.
+    pub rootfs_setup: Option<crate::rootfs::Setup>,
+}
+
+/// Applies `opts.rootfs_setup` (if any) to a registered container and saves the resulting
+/// config; returns the spec to launch.
+pub(crate) fn apply_setup(
+    c: &Container,
+    spec: &Spec,
+    opts: &CreateOptions,
+) -> Result<Spec, ContainerError> {
+    let Some(setup) = &opts.rootfs_setup else {
+        return Ok(spec.clone());
+    };
+    let spec = setup.apply(&c.root.path, c.id(), &c.dir(), spec)?;
+    let config = serde_json::to_vec_pretty(&spec).map_err(|e| StateError::Other(e.to_string()))?;
+    state::write_atomic(&c.dir().join("config.json"), &config)?;
+    Ok(spec)
+}
+
+/// Removes a container's directory after releasing what its setup acquired.
+pub(crate) fn remove_dir(c: &Container) {
+    crate::rootfs::setup::release(&c.dir(), true);
+    let _ = std::fs::remove_dir_all(c.dir());
 }
 
 /// Registers a new container directory, failing if the id is taken.
@@ -134,13 +158,14 @@ pub fn create(
         if unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) } < 0 {
             return Err(StateError::io(&fifo, std::io::Error::last_os_error()).into());
         }
-        launch_recorded(&mut c, spec, opts, Some(fifo))?;
+        let spec = apply_setup(&c, spec, opts)?;
+        launch_recorded(&mut c, &spec, opts, Some(fifo))?;
         Ok(())
     })();
     match result {
         Ok(()) => Ok(c),
         Err(e) => {
-            let _ = std::fs::remove_dir_all(c.dir());
+            remove_dir(&c);
             Err(e)
         }
     }

@@ -4,7 +4,7 @@ use std::os::fd::OwnedFd;
 
 use oci_spec::runtime::Spec;
 
-use super::create::{launch_recorded, register, CreateOptions};
+use super::create::{apply_setup, launch_recorded, register, remove_dir, CreateOptions};
 use super::hooks::{self, HookPoint};
 use super::state::{StateRoot, Status};
 use super::{Container, ContainerError};
@@ -36,7 +36,7 @@ impl Running {
         self.container.record.exit_code = Some(code);
         let st = self.container.oci_state();
         if remove {
-            let _ = std::fs::remove_dir_all(self.container.dir());
+            remove_dir(&self.container);
             if let Err(e) = hooks::run(&self.spec, HookPoint::Poststop, &st) {
                 eprintln!("rootbox: warning: {e}");
             }
@@ -56,6 +56,8 @@ pub fn run(
 ) -> Result<Running, ContainerError> {
     let mut c = register(root, id, spec, &opts.bundle)?;
     let result = (|| {
+        let spec = apply_setup(&c, spec, opts)?;
+        let spec = &spec;
         let mut launched = launch_recorded(&mut c, spec, opts, None)?;
         let st = c.oci_state();
         hooks::run(spec, HookPoint::StartContainer, &st)?;
@@ -66,16 +68,16 @@ pub fn run(
         if let Err(e) = hooks::run(spec, HookPoint::Poststart, &st) {
             eprintln!("rootbox: warning: {e}");
         }
-        Ok(launched)
+        Ok((launched, spec.clone()))
     })();
     match result {
-        Ok(launched) => Ok(Running {
+        Ok((launched, spec)) => Ok(Running {
             container: c,
             launched,
-            spec: spec.clone(),
+            spec,
         }),
         Err(e) => {
-            let _ = std::fs::remove_dir_all(c.dir());
+            remove_dir(&c);
             Err(e)
         }
     }

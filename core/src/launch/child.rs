@@ -17,6 +17,7 @@ use std::os::fd::RawFd;
 
 use super::plan::{ChildPlan, Fallback, MountKind, MountPlan, ProcessPlan};
 use super::sync::{self, Msg};
+use crate::rootfs::{overlay, LayeredMount, LayeredPlan};
 use crate::sys::{self, StackPath};
 
 /// A setup step, reported with an error so the parent can say what failed.
@@ -57,12 +58,13 @@ pub enum Step {
     Stdio,
     Signals,
     MountPoint,
+    MountLayers,
 }
 
 impl Step {
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 34] = [
+        const ALL: [Step; 35] = [
             WaitMapping,
             TimeNamespace,
             Hostname,
@@ -97,6 +99,7 @@ impl Step {
             Stdio,
             Signals,
             MountPoint,
+            MountLayers,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -221,6 +224,9 @@ fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
             *slot = fd;
         }
     }
+    if let Some(l) = &p.layered {
+        mount_layers(l, &p.rootfs, ctx).map_err(at(Step::MountLayers, 0))?;
+    }
     sys::mount(
         Some(&p.rootfs),
         &p.rootfs,
@@ -304,6 +310,36 @@ fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
     exec_process(&p.process, ctx, chosen)
 }
 
+/// Mounts the layered rootfs on `rootfs`, in our (private) mount namespace.
+fn mount_layers(l: &LayeredPlan, rootfs: &CStr, ctx: &Ctx<'_>) -> Result<(), i32> {
+    match &l.mount {
+        LayeredMount::Overlay(m) => overlay::mount(m, rootfs),
+        LayeredMount::Bind(copy) => {
+            sys::mount(Some(copy), rootfs, None, libc::MS_BIND | libc::MS_REC, None)
+        }
+        LayeredMount::Fuse => {
+            // fuse-overlayfs runs in a mount namespace of its own (a copy of ours: pivot_root
+            // must not move its root into its own mount, or it would wait on itself); a shared
+            // bind of the mount point carries its mount over to us.
+            sys::mount(
+                Some(rootfs),
+                rootfs,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+            sys::mount(None, rootfs, None, libc::MS_SHARED, None)?;
+            sync::send(ctx.sync, &Msg::new(sync::CHILD_FUSE), None)?;
+            match sync::recv(ctx.sync) {
+                Ok(Some((m, _))) if m.kind == sync::PARENT_CONTINUE => {}
+                // SAFETY: the parent could not mount it (and reported why); leave quietly.
+                _ => unsafe { libc::_exit(125) },
+            }
+            sys::mount(None, rootfs, None, libc::MS_PRIVATE | libc::MS_REC, None)
+        }
+    }
+}
+
 fn prepare_mount(m: &MountPlan) -> Result<RawFd, i32> {
     match m.kind {
         MountKind::Bind => bind_tree(&m.source, m.recursive, m.attrs),
@@ -369,6 +405,13 @@ fn ensure_dest(dest: &CStr, is_file: bool) -> Result<(), i32> {
         }
     }
     if is_file {
+        // An existing entry is used as it is (opening it for writing would copy it up into an
+        // overlay's upper layer).
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: valid path and stat buffer.
+        if unsafe { libc::lstat(dest.as_ptr(), st.as_mut_ptr()) } == 0 {
+            return Ok(());
+        }
         // SAFETY: valid path; O_NOFOLLOW so a symlink at the destination is never followed.
         let fd = unsafe {
             libc::open(

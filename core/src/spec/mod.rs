@@ -287,6 +287,8 @@ pub struct RunOptions {
     pub idmap: IdMapMode,
     pub network_host: bool,
     pub seccomp: SeccompChoice,
+    /// A layered rootfs; `rootfs` is then the (empty) directory it is mounted on.
+    pub rootfs_layers: Option<crate::rootfs::Layers>,
 }
 
 impl RunOptions {
@@ -408,6 +410,18 @@ impl RunOptions {
         };
         if let Some(linux) = spec.linux_mut() {
             linux.set_seccomp(seccomp);
+        }
+        if let Some(layers) = &self.rootfs_layers {
+            let layers = layers
+                .canonicalize()
+                .and_then(|l| l.validate().map(|_| l))
+                .map_err(|e| SpecError::Invalid(e.to_string()))?;
+            let mut ann = spec.annotations().clone().unwrap_or_default();
+            ann.insert(
+                crate::rootfs::ANNOTATION_LAYERS.into(),
+                layers.to_annotation(),
+            );
+            spec.set_annotations(Some(ann));
         }
         if self.init {
             let mut ann = spec.annotations().clone().unwrap_or_default();
