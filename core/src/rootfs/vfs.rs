@@ -98,6 +98,13 @@ impl Copier {
         }
     }
 
+    /// Removes a copied entry, forgetting the directories that were in it.
+    fn remove(&mut self, path: &Path) -> Result<(), RootfsError> {
+        remove_any(path)?;
+        self.dirs.retain(|d, _| !d.starts_with(path));
+        Ok(())
+    }
+
     /// Copies the contents of `src` into the existing directory `dst`, applying whiteouts.
     fn layer(&mut self, src: &Path, dst: &Path) -> Result<(), RootfsError> {
         self.links.clear();
@@ -117,14 +124,14 @@ impl Copier {
             let md = fs::symlink_metadata(&s).map_err(err(&s))?;
             let bytes = name.as_bytes();
             if is_whiteout(&md) {
-                remove_any(&d)?;
+                self.remove(&d)?;
                 continue;
             }
             if bytes == b".wh..wh..opq" {
                 continue;
             }
             if let Some(target) = bytes.strip_prefix(b".wh.") {
-                remove_any(&dst.join(std::ffi::OsStr::from_bytes(target)))?;
+                self.remove(&dst.join(std::ffi::OsStr::from_bytes(target)))?;
                 continue;
             }
             self.entry(&s, &d, &md)?;
@@ -137,7 +144,7 @@ impl Copier {
         if md.is_dir() {
             let keep = existing.as_ref().is_some_and(|e| e.is_dir()) && !is_opaque(s);
             if !keep {
-                remove_any(d)?;
+                self.remove(d)?;
                 fs::create_dir(d).map_err(err(d))?;
             }
             fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(err(d))?;
@@ -153,7 +160,7 @@ impl Copier {
             return self.dir_contents(s, d);
         }
         if existing.is_some() {
-            remove_any(d)?;
+            self.remove(d)?;
         }
         let ft = md.file_type();
         if ft.is_symlink() {
