@@ -135,13 +135,23 @@ def rb(rootbox, store):
 
 @pytest.fixture
 def new_box(lowers, tmp_path):
-    counter = [0]
+    boxes = []
 
     def make():
-        counter[0] += 1
-        return Box(lowers, tmp_path / f"box{counter[0]}")
+        b = Box(lowers, tmp_path / f"box{len(boxes) + 1}")
+        boxes.append(b)
+        return b
 
-    return make
+    yield make
+    # The overlay leaves a mode-000 directory in its work dir: open it up so the test's
+    # temporary directory can be removed.
+    for b in boxes:
+        for dirpath, dirnames, _ in os.walk(b.work):
+            for d in dirnames:
+                try:
+                    os.chmod(os.path.join(dirpath, d), 0o700)
+                except OSError:
+                    pass
 
 
 def fuse_usable():

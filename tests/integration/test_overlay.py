@@ -126,7 +126,7 @@ def test_fuse_overlayfs_goes_away_with_the_container(rb, new_box):
 def test_mount_is_private_to_the_container(rb, new_box, background, bins, store):
     box = new_box()
     b = background(
-        [bins.rootbox, "run", *box.opts(), "--", "sh", "-c", "echo up; sleep 10"],
+        [bins.rootbox, "run", *box.opts(), "--", "sh", "-c", "trap 'exit 0' TERM; echo up; sleep 10 & wait"],
         env={"ROOTBOX_ROOT": str(store)},
     )
     b.wait_for("up")
