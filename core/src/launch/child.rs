@@ -297,8 +297,10 @@ fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
 
     // 6. The process: cwd, executable, terminal; then tell the parent we are ready.
     let chosen = prepare_process(&p.process, ctx)?;
-    sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
+    // Stop dying with the launcher before saying "ready": once it has the message it may exit
+    // (`create`). Should it be gone already, the send fails and we exit.
     outlive_parent_if_wanted(ctx);
+    sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
 
     // 7. `create`: block until `start` opens the fifo.
     if let Some(fifo) = ctx.fifo {
@@ -886,8 +888,8 @@ pub fn run_exec(pidfd: RawFd, ns_flags: libc::c_int, pp: &ProcessPlan, ctx: &mut
     die_with_parent();
     let err = match (|| {
         let chosen = prepare_process(pp, ctx)?;
-        sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
         outlive_parent_if_wanted(ctx);
+        sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
         exec_process(pp, ctx, chosen)
     })() {
         Ok(never) => match never {},
