@@ -469,3 +469,81 @@ pub fn merged_lookup(layer_roots: &[PathBuf], rel: &Path) -> Option<fs::Metadata
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(base: &Path) -> Vec<PathBuf> {
+        let (l1, l2) = (base.join("l1"), base.join("l2"));
+        fs::create_dir_all(l1.join("d/old/sub")).unwrap();
+        fs::write(l1.join("d/keep"), "keep").unwrap();
+        fs::write(l1.join("d/old/a"), "a").unwrap();
+        fs::write(l1.join("d/old/sub/c"), "c").unwrap();
+        fs::write(l1.join("d/same"), "one").unwrap();
+        fs::set_permissions(l1.join("d/old/sub"), fs::Permissions::from_mode(0o555)).unwrap();
+        std::os::unix::fs::symlink("same", l1.join("d/link")).unwrap();
+        fs::create_dir_all(l2.join("d/old")).unwrap();
+        // OCI-style markers (a char 0/0 needs privileges a unit test may lack).
+        fs::write(l2.join("d/.wh.keep"), "").unwrap();
+        fs::write(l2.join("d/old/.wh..wh..opq"), "").unwrap();
+        fs::write(l2.join("d/old/b"), "b").unwrap();
+        fs::write(l2.join("d/same"), "two").unwrap();
+        vec![l1, l2]
+    }
+
+    fn listing(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        fn walk(root: &Path, p: &Path, out: &mut Vec<String>) {
+            let mut es: Vec<_> = fs::read_dir(p).unwrap().flatten().collect();
+            es.sort_by_key(|e| e.file_name());
+            for e in es {
+                let path = e.path();
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+                if e.file_type().unwrap().is_dir() {
+                    walk(root, &path, out);
+                }
+            }
+        }
+        walk(root, root, &mut out);
+        out
+    }
+
+    #[test]
+    fn copies_with_whiteouts_and_opaque_dirs() {
+        let base =
+            std::env::temp_dir().join(format!("rbvfs-{}", &super::super::random_hex()[..12]));
+        let ls = layers(&base);
+        let dest = base.join("dest");
+        fs::create_dir(&dest).unwrap();
+        copy_layers(&ls, &dest).unwrap();
+        assert_eq!(
+            listing(&dest),
+            ["d", "d/link", "d/old", "d/old/b", "d/same"]
+        );
+        assert_eq!(fs::read_to_string(dest.join("d/same")).unwrap(), "two");
+        assert_eq!(
+            fs::read_link(dest.join("d/link")).unwrap(),
+            PathBuf::from("same")
+        );
+        // The copy is not linked to the layers.
+        fs::write(dest.join("d/same"), "changed").unwrap();
+        assert_eq!(fs::read_to_string(ls[1].join("d/same")).unwrap(), "two");
+
+        assert_eq!(
+            merged_dir_sources(&ls, Path::new("d/old")),
+            vec![ls[1].join("d/old")]
+        );
+        assert_eq!(merged_dir_sources(&ls, Path::new("d")).len(), 2);
+        assert!(merged_dir_sources(&ls, Path::new("d/old/sub")).is_empty());
+        assert!(merged_lookup(&ls, Path::new("d/keep")).is_none());
+        assert!(merged_lookup(&ls, Path::new("d/same")).unwrap().is_file());
+
+        let seed = base.join("seed");
+        fs::create_dir(&seed).unwrap();
+        assert!(copy_merged_dir(&ls, Path::new("d/old"), &seed).unwrap());
+        assert_eq!(listing(&seed), ["b"]);
+        assert!(!copy_merged_dir(&ls, Path::new("nope"), &seed).unwrap());
+        let _ = crate::rootfs::remove_tree(&base);
+    }
+}
