@@ -123,6 +123,17 @@ def test_fuse_overlayfs_goes_away_with_the_container(rb, new_box):
     assert left.stdout.strip() == "", f"fuse-overlayfs still runs: {left.stdout}"
 
 
+@pytest.mark.unprivileged
+def test_fuse_overlayfs_failure_is_reported(rb, new_box):
+    require_driver("fuse-overlayfs")
+    box = new_box()
+    spec = "lower={},upper=/root,work={}".format(":".join(map(str, box.lowers)), box.work)
+    r = rb("run", "--rootfs", box.mnt, "--rootfs-overlay", spec, "--storage-driver", "fuse-overlayfs", "--", "true")
+    assert r.rc == 125, r
+    assert "fuse-overlayfs failed" in r.err and "upper /root" in r.err, r
+    assert "Permission denied" in r.err, "fuse-overlayfs's own message is not shown"
+
+
 def test_mount_is_private_to_the_container(rb, new_box, background, bins, store):
     box = new_box()
     b = background(

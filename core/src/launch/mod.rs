@@ -197,6 +197,10 @@ impl ErrorContext {
                 "setting additional groups: {err} (not possible with a single-id mapping)"
             ),
             Step::BindRootfs => format!("bind-mounting the rootfs {}: {err}", self.rootfs),
+            Step::MountLayers if errno == child::FUSE_FAILED => format!(
+                "mounting the layered rootfs ({}) on {}: fuse-overlayfs failed (see its message above)",
+                self.layers, self.rootfs
+            ),
             Step::MountLayers => format!(
                 "mounting the layered rootfs ({}) on {}: {err}{}",
                 self.layers,
@@ -394,23 +398,6 @@ pub fn launch(spec: &Spec, opts: &LaunchOptions<'_>) -> Result<Launched, LaunchE
                 sync::CHILD_ERROR => {
                     let _ = wait_pid(pid);
                     return Err(child_error(&errors, m));
-                }
-                sync::CHILD_FUSE => {
-                    let target = Path::new(std::ffi::OsStr::from_bytes(plan.rootfs.as_bytes()));
-                    let mounted = match &plan.layered {
-                        Some(l) => crate::rootfs::fuse::mount_in(pid, &l.layers, target),
-                        None => Err(crate::rootfs::RootfsError::invalid(
-                            "launch",
-                            "fuse",
-                            "the container process asked for a fuse mount it has no plan for",
-                        )),
-                    };
-                    if let Err(e) = mounted {
-                        let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
-                        kill_and_reap(pid);
-                        return Err(e.into());
-                    }
-                    let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_CONTINUE), None);
                 }
                 _ => {
                     kill_and_reap(pid);

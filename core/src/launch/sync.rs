@@ -13,8 +13,6 @@ pub const CHILD_READY: u32 = 11;
 pub const CHILD_PTY: u32 = 12;
 pub const CHILD_HOOKS: u32 = 13;
 pub const CHILD_PID: u32 = 14;
-/// The child's namespaces are ready: the parent mounts fuse-overlayfs in them.
-pub const CHILD_FUSE: u32 = 15;
 
 /// One message: a kind, the setup step, an index into the plan's lists, and an errno or value.
 #[repr(C)]

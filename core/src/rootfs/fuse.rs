@@ -1,23 +1,21 @@
 //! `fuse-overlayfs`, for kernels that refuse overlayfs in a user namespace.
 //!
-//! Lifecycle. The launch child stops after its mount namespace is private, makes its mount
-//! point a shared bind mount, and asks the parent (sync message `CHILD_FUSE`). The parent runs
-//! `fuse-overlayfs` with `std::process::Command`; its `pre_exec` hook (system calls only) joins
-//! the child's user, mount and pid namespaces through descriptors opened beforehand, then
-//! unshares a mount namespace of its own (so the container's pivot_root cannot make the daemon's
-//! root its own FUSE mount, where it would deadlock on itself). So fuse-overlayfs sees the
-//! layers with the container's ownership, and its mount reaches the container's mount namespace
-//! (only) through the shared bind; the child then makes it private. Its daemon (it forks once the mount is made, and the parent's wait returns then) is a process
-//! of the container's pid namespace: when the container's PID 1 exits, the kernel kills it with
-//! the rest of the namespace, and the mount goes with the namespace. Nothing is left to unmount
-//! or kill on the host, even when the runtime itself is killed. (It shows up in the container's
-//! `ps` as `fuse-overlayfs`, as podman's shows up on the host.)
+//! Lifecycle. The launch child (the container's future PID 1, already in its user, mount and
+//! pid namespaces) makes its mount point a shared bind mount, forks, and the fork unshares a
+//! mount namespace of its own (so the container's pivot_root cannot make the daemon's root its
+//! own FUSE mount, where it would wait on itself) and execs `fuse-overlayfs` from arguments the
+//! parent prepared. fuse-overlayfs mounts (the mount reaches the container through the shared
+//! bind) and daemonizes; the child waits for the foreground process, makes the mount private
+//! and goes on. So fuse-overlayfs sees the layers with the container's ownership, its mount is
+//! visible in the container only, and its daemon is a child of the container's PID 1: when PID 1
+//! exits, the kernel kills and reaps it with the rest of the pid namespace, and the mount goes
+//! with its namespace. Nothing is left to unmount or kill on the host, even when the runtime
+//! itself is killed. (It shows up in the container's `ps` as `fuse-overlayfs`, as podman's
+//! shows up on the host.) Its error messages go to the runtime's stderr.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use super::{Layers, RootfsError};
 
@@ -66,76 +64,48 @@ pub fn options(layers: &Layers) -> Result<String, RootfsError> {
     ))
 }
 
-/// Mounts the layers on `target` inside the namespaces of process `pid` (the launch child,
-/// waiting). Returns once the mount exists there.
-pub fn mount_in(pid: i32, layers: &Layers, target: &Path) -> Result<(), RootfsError> {
-    let bin = binary().ok_or(RootfsError::NoFuseOverlayfs)?;
-    let opts = options(layers)?;
-    let open_ns = |name: &str| {
-        let p = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
-        File::open(&p).map_err(|e| RootfsError::io(&p, e))
-    };
-    let user = open_ns("user")?;
-    let mnt = open_ns("mnt")?;
-    let same = |name: &str| {
-        std::fs::read_link(format!("/proc/{pid}/ns/{name}")).ok()
-            == std::fs::read_link(format!("/proc/self/ns/{name}")).ok()
-    };
-    let pidns = if same("pid") {
-        None
-    } else {
-        Some(open_ns("pid")?)
-    };
-    let joins_user = !same("user");
-    let (user_fd, mnt_fd) = (user.as_raw_fd(), mnt.as_raw_fd());
-    let pid_fd = pidns.as_ref().map(|f| f.as_raw_fd());
-    let mut cmd = Command::new(&bin);
-    cmd.arg("-o")
-        .arg(&opts)
-        .arg(target.as_os_str())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .current_dir("/");
-    // SAFETY: the hook runs in the forked child before exec and only makes setns system calls
-    // on descriptors opened above (kept open by this function until the command returns).
-    unsafe {
-        cmd.pre_exec(move || {
-            if joins_user && libc::setns(user_fd, libc::CLONE_NEWUSER) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::setns(mnt_fd, libc::CLONE_NEWNS) < 0 || libc::unshare(libc::CLONE_NEWNS) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(fd) = pid_fd {
-                if libc::setns(fd, libc::CLONE_NEWPID) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+/// `fuse-overlayfs -o OPTIONS TARGET`, prepared in the parent for the launch child to exec
+/// (pointers into the strings it owns; no allocation after the clone).
+#[derive(Debug)]
+pub struct FuseExec {
+    pub path: CString,
+    storage: Vec<CString>,
+    pub argv: Vec<*const libc::c_char>,
+    pub envp: [*const libc::c_char; 1],
+}
+
+impl FuseExec {
+    pub fn new(layers: &Layers, target: &Path) -> Result<FuseExec, RootfsError> {
+        let bin = binary().ok_or(RootfsError::NoFuseOverlayfs)?;
+        let c = |b: &[u8]| {
+            CString::new(b)
+                .map_err(|_| RootfsError::invalid("path", String::from_utf8_lossy(b), "NUL"))
+        };
+        let path = c(bin.as_os_str().as_bytes())?;
+        let storage = vec![
+            path.clone(),
+            c(b"-o")?,
+            c(options(layers)?.as_bytes())?,
+            c(target.as_os_str().as_bytes())?,
+        ];
+        let mut argv: Vec<*const libc::c_char> = storage.iter().map(|s| s.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        Ok(FuseExec {
+            path,
+            storage,
+            argv,
+            envp: [std::ptr::null()],
+        })
     }
-    let out = cmd.output().map_err(|e| RootfsError::Fuse {
-        target: target.to_path_buf(),
-        message: format!("cannot run {}: {e}", bin.display()),
-    })?;
-    drop((user, mnt, pidns));
-    if !out.status.success() {
-        let mut message = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if message.is_empty() {
-            message = format!("{} exited with {}", bin.display(), out.status);
-        }
-        if message.contains("/dev/fuse") {
-            message.push_str(
-                " (is /dev/fuse readable and writable by you? distributions ship it 0666)",
-            );
-        }
-        return Err(RootfsError::Fuse {
-            target: target.to_path_buf(),
-            message,
-        });
+
+    /// The command line, for messages.
+    pub fn describe(&self) -> String {
+        self.storage
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -57,8 +57,6 @@ pub enum RootfsError {
     NoLayer { path: PathBuf },
     #[error("fuse-overlayfs not found: install the `fuse-overlayfs` package, or use --storage-driver vfs")]
     NoFuseOverlayfs,
-    #[error("fuse-overlayfs failed to mount {target}: {message}")]
-    Fuse { target: PathBuf, message: String },
     #[error("vfs copy of {path}: {source}")]
     Copy {
         path: PathBuf,
@@ -105,7 +103,6 @@ impl RootfsError {
             RootfsError::Io { path, .. }
             | RootfsError::Copy { path, .. }
             | RootfsError::NoLayer { path } => Some(path),
-            RootfsError::Fuse { target, .. } => Some(target),
             _ => None,
         }
     }
@@ -306,8 +303,8 @@ impl std::str::FromStr for Layers {
 pub enum LayeredMount {
     /// Kernel overlayfs, mounted by the child itself.
     Overlay(overlay::OverlayMount),
-    /// fuse-overlayfs, started by the parent in the child's namespaces on its request.
-    Fuse,
+    /// fuse-overlayfs, started by the child in its namespaces.
+    Fuse(fuse::FuseExec),
     /// The vfs copy (this directory) bind-mounted.
     Bind(CString),
 }
@@ -346,11 +343,12 @@ pub fn launch_plan(spec: &Spec) -> Result<Option<LayeredPlan>, RootfsError> {
     let driver = layers.driver.resolve();
     let mount = match driver {
         Driver::FuseOverlayfs => {
-            if fuse::binary().is_none() {
-                return Err(RootfsError::NoFuseOverlayfs);
-            }
-            fuse::options(&layers)?;
-            LayeredMount::Fuse
+            let target = spec
+                .root()
+                .as_ref()
+                .map(|r| r.path().clone())
+                .unwrap_or_default();
+            LayeredMount::Fuse(fuse::FuseExec::new(&layers, &target)?)
         }
         Driver::Vfs => {
             vfs::prepare(&layers)?;
