@@ -25,6 +25,7 @@ PACKAGES=(
     busybox-static uidmap file procps util-linux
     python3 python3-pytest python3-pytest-timeout
     crun runc bubblewrap hyperfine strace
+    fuse-overlayfs
 )
 if [ -n "${ROOTBOX_EXTRA_PACKAGES:-}" ]; then
     # shellcheck disable=SC2206
