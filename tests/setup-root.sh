@@ -27,6 +27,7 @@ PACKAGES=(
     crun runc bubblewrap hyperfine strace
     gcc libc6-dev
     python3-venv python3-dev python3-pip
+    fuse-overlayfs
 )
 if [ -n "${ROOTBOX_EXTRA_PACKAGES:-}" ]; then
     # shellcheck disable=SC2206

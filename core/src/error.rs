@@ -6,6 +6,7 @@ use crate::cgroup::CgroupError;
 use crate::container::{ContainerError, StateError};
 use crate::idmap::IdMapError;
 use crate::launch::LaunchError;
+use crate::rootfs::RootfsError;
 use crate::seccomp::SeccompError;
 use crate::spec::SpecError;
 
@@ -23,6 +24,8 @@ pub enum Error {
     Seccomp(#[from] SeccompError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
 }
 
 impl From<ContainerError> for Error {
@@ -32,6 +35,7 @@ impl From<ContainerError> for Error {
             ContainerError::Spec(e) => Error::Spec(e),
             ContainerError::Launch(e) => Error::Launch(e),
             ContainerError::Cgroup(e) => Error::Cgroup(e),
+            ContainerError::Rootfs(e) => Error::Rootfs(e),
         }
     }
 }
@@ -44,6 +48,7 @@ impl Error {
             Error::State(StateError::Io { source, .. }) => source.raw_os_error(),
             Error::Spec(SpecError::Read { source, .. }) => source.raw_os_error(),
             Error::Cgroup(e) => e.errno(),
+            Error::Rootfs(e) => e.errno(),
             _ => None,
         }
     }
@@ -59,6 +64,7 @@ impl Error {
             | Error::Spec(SpecError::NoRootfs { path })
             | Error::Spec(SpecError::NoBindSource { path }) => Some(path),
             Error::Cgroup(e) => e.path(),
+            Error::Rootfs(e) => e.path(),
             _ => None,
         }
     }

@@ -35,9 +35,15 @@ pub struct IdMappingInfo {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OverlayInfo {
-    /// Kernel >= 5.11 mounts overlayfs inside a user namespace.
+    /// The kernel mounts overlayfs inside a user namespace, whiteouts included (probed once
+    /// per kernel release, cached in the store).
     pub kernel_userns_overlay: bool,
+    /// What the probe found ("ok" or what failed).
+    pub probe: String,
+    pub probe_cache: Option<PathBuf>,
     pub fuse_overlayfs: Option<PathBuf>,
+    /// What `--storage-driver auto` uses here.
+    pub storage_driver: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -207,9 +213,15 @@ pub fn host_info() -> HostInfo {
             subgid_range: idmap::subid_range(Path::new("/etc/subgid"), user.as_deref(), uid, want),
             ownership_squashed: single,
         },
-        overlay: OverlayInfo {
-            kernel_userns_overlay: kernel_version(&kernel) >= (5, 11),
-            fuse_overlayfs: idmap::find_helper("fuse-overlayfs"),
+        overlay: {
+            let probe = crate::rootfs::overlay::probe_cached();
+            OverlayInfo {
+                kernel_userns_overlay: probe.works,
+                probe: probe.detail,
+                probe_cache: probe.cache,
+                fuse_overlayfs: idmap::find_helper("fuse-overlayfs"),
+                storage_driver: crate::rootfs::Driver::Auto.resolve().to_string(),
+            }
         },
         cgroup: cgroup_info(),
         helpers: vec![
@@ -260,12 +272,21 @@ impl HostInfo {
             );
         }
         s.push_str(&format!(
-            "overlay:           kernel overlayfs in a user namespace: {}; fuse-overlayfs: {}\n",
+            "overlay:           kernel overlayfs in a user namespace: {}{}; fuse-overlayfs: {}\n",
             yn(self.overlay.kernel_userns_overlay),
+            if self.overlay.kernel_userns_overlay {
+                String::new()
+            } else {
+                format!(" ({})", self.overlay.probe)
+            },
             self.overlay
                 .fuse_overlayfs
                 .as_ref()
                 .map_or("not installed".into(), |p| p.display().to_string())
+        ));
+        s.push_str(&format!(
+            "storage driver:    {} (for layered root filesystems)\n",
+            self.overlay.storage_driver
         ));
         let c = &self.cgroup;
         s.push_str(&format!("cgroup version:    {}\n", c.version));

@@ -10,6 +10,7 @@
 //! - [`seccomp`]: OCI seccomp profiles compiled to BPF, Docker's default profile.
 //! - [`cgroup`]: cgroup v2 discovery, per-container cgroups and limits, stats, freeze, kill.
 //! - [`container`]: state, locks and the lifecycle verbs.
+//! - [`rootfs`]: layered rootfs (overlay, fuse-overlayfs, vfs), generated /etc files, volumes.
 //! - [`info`]: what this host offers (kernel, id mapping, overlay, cgroups, helpers).
 
 pub mod cgroup;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod idmap;
 pub mod info;
 pub mod launch;
+pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod sys;

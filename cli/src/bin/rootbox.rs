@@ -12,6 +12,7 @@ use rootbox_cli::{die, wait_foreground_exit, SignalForwarder};
 use rootbox_core::cgroup::{CgroupOptions, ResourceOptions};
 use rootbox_core::container::{self, create::CreateOptions, state::StateRoot};
 use rootbox_core::idmap::IdMapMode;
+use rootbox_core::rootfs::{Layers, MountRequest, Setup, VolumeStore};
 use rootbox_core::spec::{BindVolume, RunOptions};
 use rootbox_core::Error;
 
@@ -27,6 +28,10 @@ struct Cli {
     /// Directory for container state (default: $XDG_RUNTIME_DIR/rootbox).
     #[arg(long, global = true, env = "ROOTBOX_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Store directory: images and volumes (default: $XDG_DATA_HOME/rootbox, i.e.
+    /// ~/.local/share/rootbox).
+    #[arg(long, global = true, env = "ROOTBOX_ROOT")]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -47,6 +52,9 @@ enum Cmd {
     },
     /// Show running containers' resource usage (memory, CPU, pids, OOM kills).
     Stats(StatsArgs),
+    /// Manage volumes (create, ls, inspect, rm, prune).
+    #[command(subcommand)]
+    Volume(VolumeCmd),
 }
 
 /// `rootbox stats`.
@@ -144,11 +152,65 @@ impl LimitArgs {
     }
 }
 
+#[derive(Subcommand, Debug)]
+enum VolumeCmd {
+    /// Create a volume (a random name when none is given) and print its name.
+    Create {
+        name: Option<String>,
+        /// KEY=VALUE metadata.
+        #[arg(long = "label")]
+        label: Vec<String>,
+    },
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Only names.
+        #[arg(short, long)]
+        quiet: bool,
+        /// `json` for a JSON array.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show volumes as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses them).
+    #[command(alias = "remove")]
+    Rm {
+        /// Also remove volumes used by stopped containers.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove unused anonymous volumes (with --all, unused named ones too).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (there is no prompt; accepted for docker compatibility).
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Root filesystem directory to run in.
+    /// Root filesystem directory to run in (with --rootfs-overlay: the empty directory the
+    /// layers are mounted on, inside the container only).
     #[arg(long)]
     rootfs: PathBuf,
+    /// Advanced: a layered rootfs, lower=BOTTOM:...:TOP,upper=DIR,work=DIR (lowest layer
+    /// first; writes go to upper, which must be on the same filesystem as work).
+    #[arg(long = "rootfs-overlay", value_name = "SPEC")]
+    rootfs_overlay: Option<String>,
+    /// How layers are stacked: overlay (kernel), fuse-overlayfs, vfs (a copy), or auto.
+    #[arg(long = "storage-driver", env = "ROOTBOX_STORAGE_DRIVER")]
+    storage_driver: Option<String>,
+    /// Mount: type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=N].
+    #[arg(long = "mount")]
+    mount: Vec<String>,
     /// Set an environment variable (NAME=VALUE, or NAME to pass the caller's value).
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
@@ -167,7 +229,8 @@ struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     read_only: bool,
-    /// Bind mount HOST:CONTAINER[:ro|rw].
+    /// HOST-PATH:CONTAINER-PATH[:ro], NAME:CONTAINER-PATH[:ro] (named volume) or
+    /// CONTAINER-PATH (anonymous volume).
     #[arg(short = 'v', long = "volume")]
     volume: Vec<String>,
     /// Mount a tmpfs at PATH[:OPTIONS].
@@ -216,9 +279,10 @@ fn main() {
         .state_dir
         .clone()
         .unwrap_or_else(|| StateRoot::default_path("rootbox"));
+    let store = rootbox_core::rootfs::data_root(cli.root.as_deref());
     let code = match cli.cmd {
-        Cmd::Run(args) => run(*args, state_dir, false),
-        Cmd::Create(args) => run(*args, state_dir, true),
+        Cmd::Run(args) => run(*args, state_dir, store.clone(), false),
+        Cmd::Create(args) => run(*args, state_dir, store.clone(), true),
         Cmd::Lifecycle(cmd) => {
             let exec_like = matches!(
                 cmd,
@@ -234,6 +298,7 @@ fn main() {
                 Err(e) => Err(e),
             }
         }
+        Cmd::Volume(v) => volume(v, &store),
         Cmd::Info { json } => {
             let info = rootbox_core::info::host_info();
             if json {
@@ -254,7 +319,76 @@ fn main() {
     }
 }
 
-fn run(a: RunArgs, state_dir: PathBuf, create_only: bool) -> Result<i32, Error> {
+fn volume(cmd: VolumeCmd, store: &std::path::Path) -> Result<i32, Error> {
+    let vs = VolumeStore::open(store)?;
+    let mut code = 0;
+    match cmd {
+        VolumeCmd::Create { name, label } => {
+            let mut labels = std::collections::BTreeMap::new();
+            for l in label {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                labels.insert(k.to_string(), v.to_string());
+            }
+            let (v, _) = vs.create(name.as_deref(), labels)?;
+            println!("{}", v.name);
+        }
+        VolumeCmd::Ls { quiet, format } => {
+            let list = vs.list()?;
+            match format.as_deref() {
+                Some("json") => match serde_json::to_string_pretty(&list) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => die(PROG, e, 1),
+                },
+                Some(other) => {
+                    eprintln!("{PROG}: unknown --format {other:?} (expected json)");
+                    return Ok(125);
+                }
+                None if quiet => list.iter().for_each(|v| println!("{}", v.name)),
+                None => {
+                    println!("DRIVER    VOLUME NAME");
+                    for v in &list {
+                        println!("{:<10}{}", v.driver, v.name);
+                    }
+                }
+            }
+        }
+        VolumeCmd::Inspect { names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                match vs.inspect(n) {
+                    Ok(v) => out.push(v),
+                    Err(e) => {
+                        eprintln!("{PROG}: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            match serde_json::to_string_pretty(&out) {
+                Ok(s) => println!("{s}"),
+                Err(e) => die(PROG, e, 1),
+            }
+        }
+        VolumeCmd::Rm { force, names } => {
+            for n in &names {
+                match vs.remove(n, force) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("{PROG}: {e}");
+                        code = 1;
+                    }
+                }
+            }
+        }
+        VolumeCmd::Prune { all, force: _ } => {
+            for n in vs.prune(all)? {
+                println!("{n}");
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Result<i32, Error> {
     let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
     let idmap: IdMapMode = a
         .idmap
@@ -269,11 +403,42 @@ fn run(a: RunArgs, state_dir: PathBuf, create_only: bool) -> Result<i32, Error> 
             )))
         }
     };
-    let volumes = a
+    let mut volumes: Vec<BindVolume> = Vec::new();
+    let mut tmpfs = a.tmpfs.clone();
+    let mut setup = Setup {
+        store,
+        etc_files: true,
+        network_host,
+        ..Default::default()
+    };
+    let requests = a
         .volume
         .iter()
-        .map(|v| v.parse::<BindVolume>())
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|v| MountRequest::parse_volume(v))
+        .chain(a.mount.iter().map(|m| MountRequest::parse_mount(m)));
+    for r in requests {
+        match r? {
+            MountRequest::Bind(b) => volumes.push(b),
+            MountRequest::Volume(v) => setup.volumes.push(v),
+            t @ MountRequest::Tmpfs { .. } => tmpfs.extend(t.tmpfs_arg()),
+        }
+    }
+    let rootfs_layers = match (&a.rootfs_overlay, &a.storage_driver) {
+        (Some(spec), driver) => {
+            let mut l: Layers = spec.parse()?;
+            if let Some(d) = driver {
+                l.driver = d.parse()?;
+            }
+            Some(l)
+        }
+        (None, Some(d)) => {
+            d.parse::<rootbox_core::rootfs::Driver>()?;
+            return Err(invalid(
+                "--storage-driver applies to a layered rootfs (--rootfs-overlay)".into(),
+            ));
+        }
+        (None, None) => None,
+    };
     let mut seccomp = rootbox_core::spec::SeccompChoice::Default;
     for o in &a.security_opt {
         match o.split_once(['=', ':']) {
@@ -298,13 +463,14 @@ fn run(a: RunArgs, state_dir: PathBuf, create_only: bool) -> Result<i32, Error> 
         init: a.init,
         read_only: a.read_only,
         volumes,
-        tmpfs: a.tmpfs,
+        tmpfs,
         tty: a.tty,
         idmap,
         network_host,
         seccomp,
         resources: a.limits.resources()?,
         cgroup_parent: a.limits.cgroup_parent.clone(),
+        rootfs_layers,
     };
     let id = container::new_id();
     if let Some(n) = &a.name {
@@ -323,6 +489,7 @@ fn run(a: RunArgs, state_dir: PathBuf, create_only: bool) -> Result<i32, Error> 
             stop_signal: a.stop_signal,
             stop_timeout: a.stop_timeout,
             image: String::new(),
+            rootfs_setup: Some(setup),
         };
         return lifecycle_new(&root, &spec, &opts, create_only);
     }
@@ -331,7 +498,7 @@ fn run(a: RunArgs, state_dir: PathBuf, create_only: bool) -> Result<i32, Error> 
         .clone()
         .unwrap_or_else(|| container::names::generate(&root, &id));
     container::names::reserve(&root, &name, &id)?;
-    let code = run_foreground(a.interactive || a.tty, &root, &spec, &id, &name);
+    let code = run_foreground(a.interactive || a.tty, &root, &spec, &id, &name, setup);
     container::names::release(&root, &name, &id);
     code
 }
@@ -358,6 +525,7 @@ fn run_foreground(
     spec: &rootbox_core::spec::OciSpec,
     id: &str,
     name: &str,
+    setup: Setup,
 ) -> Result<i32, Error> {
     let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
     let devnull = rootbox_cli::dev_null().map_err(|e| invalid(format!("/dev/null: {e}")))?;
@@ -370,6 +538,7 @@ fn run_foreground(
         bundle: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         stdio,
         kill_on_parent_death: true,
+        rootfs_setup: Some(setup),
         ..Default::default()
     };
     let forwarder =

@@ -28,6 +28,40 @@ pub struct CreateOptions {
     pub kill_on_parent_death: bool,
     /// cgroup manager and limit policy (`--cgroup-manager`, `--cgroup-limits`).
     pub cgroup: CgroupOptions,
+    /// `rootbox run`'s per-container preparation: generated /etc files and volumes.
+    pub rootfs_setup: Option<crate::rootfs::Setup>,
+}
+
+/// Applies `opts.rootfs_setup` (if any) to a registered container and saves the resulting
+/// config; returns the spec to launch.
+pub(crate) fn apply_setup(
+    c: &Container,
+    spec: &Spec,
+    opts: &CreateOptions,
+) -> Result<Spec, ContainerError> {
+    apply_rootfs_setup(c, spec, opts.rootfs_setup.as_ref())
+}
+
+/// [`apply_setup`] for a setup given on its own (the detached path, before the monitor starts).
+pub(crate) fn apply_rootfs_setup(
+    c: &Container,
+    spec: &Spec,
+    setup: Option<&crate::rootfs::Setup>,
+) -> Result<Spec, ContainerError> {
+    let Some(setup) = setup else {
+        return Ok(spec.clone());
+    };
+    let spec = setup.apply(&c.root.path, c.id(), &c.dir(), spec)?;
+    let config = serde_json::to_vec_pretty(&spec).map_err(|e| StateError::Other(e.to_string()))?;
+    state::write_atomic(&c.dir().join("config.json"), &config)?;
+    Ok(spec)
+}
+
+/// Removes a container's directory after releasing what its setup acquired (volumes, the
+/// layered rootfs's upper directory).
+pub(crate) fn remove_dir(c: &Container) {
+    crate::rootfs::setup::release(&c.dir(), true);
+    let _ = std::fs::remove_dir_all(c.dir());
 }
 
 /// Registers a new container directory, failing if the id is taken.
@@ -156,7 +190,8 @@ pub fn create(
         if unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) } < 0 {
             return Err(StateError::io(&fifo, std::io::Error::last_os_error()).into());
         }
-        launch_recorded(&mut c, spec, opts, Some(fifo))?;
+        let spec = apply_setup(&c, spec, opts)?;
+        launch_recorded(&mut c, &spec, opts, Some(fifo))?;
         Ok(())
     })();
     match result {
@@ -174,7 +209,7 @@ pub(crate) fn discard(c: &Container) {
         let _ = cg.kill();
         let _ = cg.remove();
     }
-    let _ = std::fs::remove_dir_all(c.dir());
+    remove_dir(c);
 }
 
 /// A container that outlives this command and has a terminal needs somewhere to send it.

@@ -36,6 +36,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), ContainerEr
     let mut st = c.oci_state();
     st.status = Status::Stopped;
     drop(lock);
+    crate::rootfs::setup::release(&c.dir(), true);
     std::fs::remove_dir_all(c.dir()).map_err(|e| StateError::io(&c.dir(), e))?;
     if let Some(spec) = spec {
         if let Err(e) = hooks::run(&spec, HookPoint::Poststop, &st) {

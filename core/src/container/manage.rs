@@ -35,6 +35,8 @@ pub struct NewContainer {
     pub stop_timeout: Option<u32>,
     /// The image reference it was made from (empty for `--rootfs`).
     pub image: String,
+    /// Generated /etc files and volumes, applied before the monitor starts.
+    pub rootfs_setup: Option<crate::rootfs::Setup>,
 }
 
 /// Resolves a reference (id, name, unique id prefix) and loads the container.
@@ -90,7 +92,7 @@ pub fn register(
 }
 
 fn discard(root: &StateRoot, c: &Container) {
-    let _ = std::fs::remove_dir_all(c.dir());
+    create::remove_dir(c);
     names::release(root, &c.record.name, c.id());
 }
 
@@ -101,6 +103,10 @@ fn launch_new(
     mode: Mode,
 ) -> Result<Container, ContainerError> {
     let c = register(root, spec, opts)?;
+    if let Err(e) = create::apply_rootfs_setup(&c, spec, opts.rootfs_setup.as_ref()) {
+        discard(root, &c);
+        return Err(e);
+    }
     match monitor::spawn(root, c.id(), mode) {
         Ok(_) => match Container::load(root, c.id()) {
             Ok(c) => Ok(c),

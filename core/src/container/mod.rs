@@ -83,6 +83,8 @@ pub enum ContainerError {
     Launch(#[from] LaunchError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
 }
 
 /// A container recorded in a state root.

@@ -4,7 +4,7 @@ use std::os::fd::OwnedFd;
 
 use oci_spec::runtime::Spec;
 
-use super::create::{discard, launch_recorded, register, CreateOptions};
+use super::create::{apply_setup, discard, launch_recorded, register, remove_dir, CreateOptions};
 use super::hooks::{self, HookPoint};
 use super::state::{StateRoot, Status};
 use super::{Container, ContainerError};
@@ -56,7 +56,7 @@ impl Running {
                     eprintln!("rootbox: warning: {e}");
                 }
             }
-            let _ = std::fs::remove_dir_all(self.container.dir());
+            remove_dir(&self.container);
             if let Err(e) = hooks::run(&self.spec, HookPoint::Poststop, &st) {
                 eprintln!("rootbox: warning: {e}");
             }
@@ -84,12 +84,16 @@ pub fn run(
     opts: &CreateOptions,
 ) -> Result<Running, ContainerError> {
     let mut c = register(root, id, spec, &opts.bundle)?;
-    let result = start_registered(&mut c, spec, opts);
+    let result = (|| {
+        let spec = apply_setup(&c, spec, opts)?;
+        let launched = start_registered(&mut c, &spec, opts)?;
+        Ok((launched, spec))
+    })();
     match result {
-        Ok(launched) => Ok(Running {
+        Ok((launched, spec)) => Ok(Running {
             container: c,
             launched,
-            spec: spec.clone(),
+            spec,
         }),
         Err(e) => {
             discard(&c);

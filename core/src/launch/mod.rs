@@ -43,6 +43,8 @@ pub enum LaunchError {
     },
     #[error("the container process exited during setup ({0})")]
     ChildDied(String),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
 }
 
 impl LaunchError {
@@ -57,6 +59,7 @@ impl LaunchError {
         match self {
             LaunchError::Sys { source, .. } => source.raw_os_error(),
             LaunchError::Child { errno, .. } => Some(*errno),
+            LaunchError::Rootfs(e) => e.errno(),
             _ => None,
         }
     }
@@ -123,6 +126,7 @@ struct ErrorContext {
     uid: u32,
     gid: u32,
     rootfs: String,
+    layers: String,
 }
 
 fn lossy(c: &CString) -> String {
@@ -167,6 +171,7 @@ impl ErrorContext {
         ctx.readonly = p.readonly_paths.iter().map(lossy).collect();
         ctx.sysctls = p.sysctls.iter().map(|(k, _)| lossy(k)).collect();
         ctx.rootfs = lossy(&p.rootfs);
+        ctx.layers = p.layered.as_ref().map(|l| l.describe()).unwrap_or_default();
         ctx
     }
 
@@ -231,6 +236,21 @@ impl ErrorContext {
                 "setting additional groups: {err} (not possible with a single-id mapping)"
             ),
             Step::BindRootfs => format!("bind-mounting the rootfs {}: {err}", self.rootfs),
+            Step::MountLayers if errno == child::FUSE_FAILED => format!(
+                "mounting the layered rootfs ({}) on {}: fuse-overlayfs failed (see its message above)",
+                self.layers, self.rootfs
+            ),
+            Step::MountLayers => format!(
+                "mounting the layered rootfs ({}) on {}: {err}{}",
+                self.layers,
+                self.rootfs,
+                match errno {
+                    libc::EPERM | libc::EINVAL | libc::ENODEV | libc::EACCES => {
+                        "; upper and work must be on one filesystem that supports user xattrs (not NFS), or try --storage-driver fuse-overlayfs or vfs"
+                    }
+                    _ => "",
+                }
+            ),
             Step::PivotRoot => format!("pivot_root into {}: {err}", self.rootfs),
             Step::JoinNamespaces => format!("joining the container's namespaces: {err}"),
             other => format!("container setup failed at {other:?}: {err}"),

@@ -303,6 +303,8 @@ pub struct RunOptions {
     /// `--cgroup-parent`: the container's cgroup is `<parent>/<id>` (absolute: from the cgroup2
     /// mount; relative: from the delegated cgroup) → `linux.cgroupsPath`.
     pub cgroup_parent: Option<String>,
+    /// A layered rootfs; `rootfs` is then the (empty) directory it is mounted on.
+    pub rootfs_layers: Option<crate::rootfs::Layers>,
 }
 
 impl RunOptions {
@@ -426,6 +428,18 @@ impl RunOptions {
             linux.set_seccomp(seccomp);
         }
         self.apply_cgroup(&mut spec, id)?;
+        if let Some(layers) = &self.rootfs_layers {
+            let layers = layers
+                .canonicalize()
+                .and_then(|l| l.validate().map(|_| l))
+                .map_err(|e| SpecError::Invalid(e.to_string()))?;
+            let mut ann = spec.annotations().clone().unwrap_or_default();
+            ann.insert(
+                crate::rootfs::ANNOTATION_LAYERS.into(),
+                layers.to_annotation(),
+            );
+            spec.set_annotations(Some(ann));
+        }
         if self.init {
             let mut ann = spec.annotations().clone().unwrap_or_default();
             ann.insert(ANNOTATION_INIT.into(), "true".into());
