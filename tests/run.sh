@@ -137,7 +137,11 @@ stage() {
     tests/lib/mk-busybox-rootfs.sh "$STAGE/rootfs"
     cp -r tests/integration tests/lib "$STAGE/tests/"
     rm -rf "$STAGE/tests/integration/__pycache__"
-    chmod -R a+rX,go-w "$STAGE"
+    # Readable by the test user, writable by root only; the rootfs keeps its own modes
+    # (its /tmp and /var/tmp are 1777, as in any image).
+    chmod -R a+rX,go-w "$STAGE/bin" "$STAGE/tests"
+    chmod -R a+rX "$STAGE/rootfs"
+    chmod 0755 "$STAGE"
     echo "staged into $STAGE"
 }
 

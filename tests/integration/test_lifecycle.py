@@ -467,7 +467,9 @@ def test_monitor_resident_memory(lc, rootfs):
         status = dict(line.split(":", 1) for line in f if ":" in line)
     kb = {k: int(status[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile")}
     print(f"\nrootbox-monitor resident memory: {kb}")
-    assert kb["VmRSS"] < 4096, f"monitor RSS {kb} is over 4 MiB"
+    # Most of VmRSS is file pages (libc, the program's code) shared by every monitor; the
+    # per-container cost is the private part.
+    assert kb["VmRSS"] < 6144, f"monitor RSS {kb} is over 6 MiB"
     assert kb["RssAnon"] < 1024, f"monitor private memory {kb} is over 1 MiB"
     # It holds only what it needs: stdio, the container's pipes, pidfd, sync, log, socket.
     assert len(_fds(mon)) <= 10, os.listdir(f"/proc/{mon}/fd")

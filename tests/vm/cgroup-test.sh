@@ -100,7 +100,7 @@ esac
 out=$(run_in --name plain -- sh -c 'cat /proc/self/cgroup; ls /sys/fs/cgroup/ | grep -c memory' 2>&1); rc=$?
 if [ $rc = 0 ] && echo "$out" | grep -qx '0::/'; then
     ok "container without limits runs in its own cgroup (cgroup namespace root: 0::/)"
-    if [ -d "$BASE" ] && [ ! -e "$BASE/plain" ]; then ok "its cgroup is gone after the run"; else not_ok "its cgroup is gone after the run" "$(ls -la "$BASE" 2>&1)"; fi
+    if [ -d "$BASE" ] && [ -z "$(ls -A "$BASE")" ]; then ok "its cgroup is gone after the run"; else not_ok "its cgroup is gone after the run" "$(ls -la "$BASE" 2>&1)"; fi
 else
     not_ok "container without limits runs in its own cgroup" "rc=$rc" "$out"
 fi
@@ -162,13 +162,21 @@ fi
 
 # --- cpu: --cpus 0.5 gets half a CPU -----------------------------------------------------------
 run_in --name cpu --cpus 0.5 -- sh -c 'while :; do :; done' >/dev/null 2>&1 &
-if wait_for "[ -e $BASE/cpu/cpu.stat ]" 100; then
+# The cgroup is named after the container's id (the name is only a label).
+cid_of() { rb inspect "$1" 2>/dev/null | sed -n 's/^ *"Id": "\([0-9a-f]*\)".*/\1/p' | head -1; }
+CPU=
+for _ in $(seq 100); do
+    c=$(cid_of cpu)
+    if [ -n "$c" ] && [ -e "$BASE/$c/cpu.stat" ]; then CPU=$BASE/$c; break; fi
+    sleep 0.1
+done
+if [ -n "$CPU" ]; then
     sleep 1
-    u0=$(field "$BASE/cpu/cpu.stat" usage_usec); t0=$(cut -d' ' -f1 /proc/uptime)
+    u0=$(field "$CPU/cpu.stat" usage_usec); t0=$(cut -d' ' -f1 /proc/uptime)
     sleep 5
-    u1=$(field "$BASE/cpu/cpu.stat" usage_usec); t1=$(cut -d' ' -f1 /proc/uptime)
+    u1=$(field "$CPU/cpu.stat" usage_usec); t1=$(cut -d' ' -f1 /proc/uptime)
     pct=$(awk -v a="$u0" -v b="$u1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%d", (b - a) / ((e - s) * 10000) }')
-    max=$(cat "$BASE/cpu/cpu.max")
+    max=$(cat "$CPU/cpu.max")
     if [ "$pct" -ge 40 ] && [ "$pct" -le 60 ] && [ "$max" = "50000 100000" ]; then
         ok "--cpus 0.5: a busy loop got $pct% of a CPU over $(awk -v s="$t0" -v e="$t1" 'BEGIN{print e-s}')s (cpu.max $max)"
     else
@@ -180,14 +188,14 @@ if wait_for "[ -e $BASE/cpu/cpu.stat ]" 100; then
         *) not_ok "rootbox stats --no-stream" "$st" ;;
     esac
     js=$(rb stats --no-stream --format json cpu 2>&1)
-    if has_all "$js" '"id":"cpu"' '"cpu_percent":' '"memory_current":' '"pids_current":' '"oom_kills":0'; then
+    if has_all "$js" "\"id\":\"${CPU##*/}\"" '"cpu_percent":' '"memory_current":' '"pids_current":' '"oom_kills":0'; then
         ok "rootbox stats --format json"
     else
         not_ok "rootbox stats --format json" "$js"
     fi
-    echo 1 >"$BASE/cpu/cgroup.kill"
+    echo 1 >"$CPU/cgroup.kill"
     wait
-    wait_for "[ ! -e $BASE/cpu ]" 50 && ok "killed through its cgroup: rootbox run ends and removes it" \
+    wait_for "[ ! -e $CPU ]" 50 && ok "killed through its cgroup: rootbox run ends and removes it" \
         || not_ok "rootbox run removes its cgroup after a kill" "$(ls "$BASE")"
 else
     not_ok "--cpus 0.5 container starts" "$(ls "$BASE" 2>&1)"

@@ -573,7 +573,7 @@ fn stats(a: StatsArgs, state_dir: PathBuf) -> Result<i32, Error> {
     let root = StateRoot::open(&state_dir)?;
     let mut ctrs = Vec::new();
     for id in &a.containers {
-        let c = container::Container::load(&root, id)?;
+        let c = container::manage::lookup(&root, id)?;
         let cg = c.require_cgroup("stats")?;
         ctrs.push((c, cg));
     }

@@ -719,17 +719,31 @@ pub fn inspect(c: &Container) -> Value {
         .unwrap_or_default()
         .iter()
         .filter(|m| m.typ().as_deref() == Some("bind"))
+        // The generated /etc files live in the container's own directory: Docker does not
+        // list them as mounts either.
+        .filter(|m| !m.source().as_ref().is_some_and(|s| s.starts_with(c.dir())))
         .map(|m| {
             let opts = m.options().clone().unwrap_or_default();
             let ro = opts.iter().any(|o| o == "ro");
-            json!({
-                "Type": "bind",
+            // A named or anonymous volume: <store>/volumes/NAME/_data.
+            let volume = m.source().as_ref().and_then(|s| {
+                let parent = s.parent()?;
+                (s.file_name()? == "_data" && parent.parent()?.file_name()? == "volumes")
+                    .then(|| parent.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .flatten()
+            });
+            let mut v = json!({
+                "Type": if volume.is_some() { "volume" } else { "bind" },
                 "Source": m.source(),
                 "Destination": m.destination(),
                 "Mode": if ro { "ro" } else { "" },
                 "RW": !ro,
                 "Propagation": "rprivate",
-            })
+            });
+            if let (Some(name), Some(o)) = (volume, v.as_object_mut()) {
+                o.insert("Name".into(), name.into());
+            }
+            v
         })
         .collect();
     let binds: Vec<String> = mounts

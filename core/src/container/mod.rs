@@ -165,14 +165,20 @@ impl Container {
 
     /// The container's cgroup, or an error naming why it has none (for pause, update, stats).
     pub fn require_cgroup(&self, action: &str) -> Result<Cgroup, CgroupError> {
+        // Named after what the user typed: the name when it has one.
+        let who = if self.record.name.is_empty() {
+            self.id()
+        } else {
+            &self.record.name
+        };
         match self.cgroup() {
             Some(cg) if cg.exists() => Ok(cg),
             Some(cg) => Err(CgroupError::NoCgroup(
-                self.id().to_string(),
+                who.to_string(),
                 format!("{action}: its cgroup {} is gone", cg.path.display()),
             )),
             None => Err(CgroupError::NoCgroup(
-                self.id().to_string(),
+                who.to_string(),
                 format!(
                     "{action} needs one; it was started without, because this host delegates no cgroup v2 to the user: see `rootbox info`"
                 ),

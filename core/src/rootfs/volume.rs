@@ -142,7 +142,7 @@ impl VolumeStore {
         let used_by = self
             .live_users(&m.name)
             .into_iter()
-            .map(|(u, _)| u.id)
+            .map(|(_, _, shown)| shown)
             .collect();
         VolumeInfo {
             mountpoint: self.data_path(&m.name),
@@ -229,7 +229,8 @@ impl VolumeStore {
     }
 
     /// Users whose container still exists, with its status; stale records are removed.
-    fn live_users(&self, name: &str) -> Vec<(User, Status)> {
+    /// The containers using a volume: who, their status, and the name to show them by.
+    fn live_users(&self, name: &str) -> Vec<(User, Status, String)> {
         let dir = self.vdir(name).join("users");
         let mut out = Vec::new();
         for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -245,10 +246,17 @@ impl VolumeStore {
                     &u.id,
                 )
                 .ok()
-                .map(|c| c.status())
+                .map(|c| {
+                    let shown = if c.record.name.is_empty() {
+                        c.id().to_string()
+                    } else {
+                        c.record.name.clone()
+                    };
+                    (c.status(), shown)
+                })
             });
             match (user, status) {
-                (Some(u), Some(s)) => out.push((u, s)),
+                (Some(u), Some((s, shown))) => out.push((u, s, shown)),
                 _ => {
                     let _ = fs::remove_file(&p);
                 }
@@ -293,12 +301,12 @@ impl VolumeStore {
     pub fn remove(&self, name: &str, force: bool) -> Result<(), RootfsError> {
         let _lock = self.lock()?;
         self.meta(name)?;
-        for (u, status) in self.live_users(name) {
+        for (_, status, shown) in self.live_users(name) {
             let running = status != Status::Stopped;
             if running || !force {
                 return Err(RootfsError::VolumeInUse {
                     name: name.to_string(),
-                    container: u.id,
+                    container: shown,
                     status: status.to_string(),
                     hint: if running {
                         ": stop the container first"
