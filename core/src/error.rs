@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::container::{ContainerError, StateError};
 use crate::idmap::IdMapError;
+use crate::image::ImageError;
 use crate::launch::LaunchError;
 use crate::seccomp::SeccompError;
 use crate::spec::SpecError;
@@ -20,6 +21,8 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
 }
 
 impl From<ContainerError> for Error {
@@ -39,6 +42,7 @@ impl Error {
             Error::Launch(e) => e.errno(),
             Error::State(StateError::Io { source, .. }) => source.raw_os_error(),
             Error::Spec(SpecError::Read { source, .. }) => source.raw_os_error(),
+            Error::Image(e) => e.errno(),
             _ => None,
         }
     }
@@ -53,6 +57,7 @@ impl Error {
             | Error::Spec(SpecError::Parse { path, .. })
             | Error::Spec(SpecError::NoRootfs { path })
             | Error::Spec(SpecError::NoBindSource { path }) => Some(path),
+            Error::Image(e) => e.path(),
             _ => None,
         }
     }
@@ -69,6 +74,11 @@ impl Error {
     /// Whether the error means "no such container".
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::State(StateError::NotFound(_)))
+    }
+
+    /// Whether the error means "no such image".
+    pub fn is_image_not_found(&self) -> bool {
+        matches!(self, Error::Image(ImageError::NotFound(_)))
     }
 }
 

@@ -9,11 +9,13 @@
 //! - [`launch`]: clone into new namespaces, the child's setup up to exec, the PID-1 init.
 //! - [`seccomp`]: OCI seccomp profiles compiled to BPF, Docker's default profile.
 //! - [`container`]: state, locks and the lifecycle verbs.
+//! - [`image`]: OCI image store, references, secure layer unpacking, archives, image config.
 //! - [`info`]: what this host offers (kernel, id mapping, overlay, cgroups, helpers).
 
 pub mod container;
 pub mod error;
 pub mod idmap;
+pub mod image;
 pub mod info;
 pub mod launch;
 pub mod seccomp;
