@@ -22,6 +22,9 @@ struct Cli {
     /// Directory for container state (default: $XDG_RUNTIME_DIR/rootbox).
     #[arg(long, global = true, env = "ROOTBOX_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Image store directory (default: $XDG_DATA_HOME/rootbox or ~/.local/share/rootbox).
+    #[arg(long, global = true, env = "ROOTBOX_ROOT")]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -36,6 +39,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Images(rootbox_cli::images::ImageCommands),
 }
 
 #[derive(Args, Debug)]
@@ -101,6 +106,7 @@ fn main() {
         .unwrap_or_else(|| StateRoot::default_path("rootbox"));
     let code = match cli.cmd {
         Cmd::Run(args) => run(*args, state_dir),
+        Cmd::Images(c) => rootbox_cli::images::run(c, cli.root.clone()),
         Cmd::Info { json } => {
             let info = rootbox_core::info::host_info();
             if json {
