@@ -201,6 +201,98 @@ pub fn open_dir_in_root(root: RawFd, path: &CStr) -> Result<OwnedFd, i32> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Creates the directory `comps` inside `root` like `mkdir -p`, resolving every symlink met on
+/// the way by hand, clamped to `root` (an absolute target restarts at `root`, `..` stops
+/// there), so a dangling symlink leads to directories created inside the root — never outside.
+/// Each step is an `openat`/`mkdirat` relative to a directory descriptor with `O_NOFOLLOW`.
+pub fn mkdir_p_in_root(root: RawFd, comps: &[&[u8]]) -> Result<OwnedFd, i32> {
+    const MAX_LINKS: usize = 40;
+    let dup = |fd: RawFd| -> Result<OwnedFd, i32> {
+        // SAFETY: duplicating a valid descriptor.
+        let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if d < 0 {
+            Err(last_errno())
+        } else {
+            // SAFETY: a new descriptor we own.
+            Ok(unsafe { OwnedFd::from_raw_fd(d) })
+        }
+    };
+    // Components still to walk, last one on top.
+    let mut todo: Vec<Vec<u8>> = comps.iter().rev().map(|c| c.to_vec()).collect();
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut cur = dup(root)?;
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_slice() {
+            b"" | b"." => continue,
+            b".." => {
+                path.pop();
+                let refs: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
+                let p = CString::new(join(&refs)).map_err(|_| libc::EINVAL)?;
+                cur = open_dir_in_root(root, &p)?;
+                continue;
+            }
+            _ => {}
+        }
+        let name = CString::new(c.clone()).map_err(|_| libc::EINVAL)?;
+        let st = match fstatat_nofollow(cur.as_raw_fd(), &name) {
+            Ok(st) => Some(st),
+            Err(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        match st.map(|s| s.st_mode & libc::S_IFMT) {
+            None => {
+                // SAFETY: valid NUL-terminated name.
+                if unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), 0o755) } < 0
+                    && last_errno() != libc::EEXIST
+                {
+                    return Err(last_errno());
+                }
+            }
+            Some(libc::S_IFDIR) => {}
+            Some(libc::S_IFLNK) => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(libc::ELOOP);
+                }
+                let mut buf = vec![0u8; 4096];
+                // SAFETY: the buffer is valid for its length.
+                let n = unsafe {
+                    libc::readlinkat(cur.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                };
+                if n < 0 {
+                    return Err(last_errno());
+                }
+                buf.truncate(n as usize);
+                if buf.first() == Some(&b'/') {
+                    path.clear();
+                    cur = dup(root)?;
+                }
+                for part in buf.split(|b| *b == b'/').rev() {
+                    todo.push(part.to_vec());
+                }
+                continue;
+            }
+            Some(_) => return Err(libc::ENOTDIR),
+        }
+        // SAFETY: valid NUL-terminated name; never through a symlink.
+        let fd = unsafe {
+            libc::openat(
+                cur.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(last_errno());
+        }
+        // SAFETY: a descriptor we just opened.
+        cur = unsafe { OwnedFd::from_raw_fd(fd) };
+        path.push(c);
+    }
+    Ok(cur)
+}
+
 /// `setxattr` on the inode an `O_PATH` descriptor refers to (via its /proc magic link).
 pub fn set_xattr_fd(fd: RawFd, name: &CStr, value: &[u8]) -> Result<(), i32> {
     let mut p = sys::StackPath::new();
@@ -500,58 +592,12 @@ impl Unpacker<'_> {
         })?;
         let fd = match open_dir_in_root(self.root.as_raw_fd(), &ck) {
             Ok(fd) => fd,
-            Err(libc::ENOENT) => {
-                // Create the missing parents one by one, each resolved in the root.
-                let mut cur: Option<OwnedFd> = None;
-                for i in 0..comps.len() {
-                    let p = cstring(&join(&comps[..=i])).map_err(|r| UnpackError::Entry {
-                        entry: shown.to_string(),
-                        reason: r,
-                    })?;
-                    match open_dir_in_root(self.root.as_raw_fd(), &p) {
-                        Ok(fd) => cur = Some(fd),
-                        Err(libc::ENOENT) => {
-                            let parent = cur
-                                .as_ref()
-                                .map_or(self.root.as_raw_fd(), |f| f.as_raw_fd());
-                            let name = cstring(comps[i]).map_err(|r| UnpackError::Entry {
-                                entry: shown.to_string(),
-                                reason: r,
-                            })?;
-                            // SAFETY: valid NUL-terminated name.
-                            let r = unsafe { libc::mkdirat(parent, name.as_ptr(), 0o755) };
-                            if r < 0 && last_errno() != libc::EEXIST {
-                                return Err(sys_err("creating a parent directory", last_errno()));
-                            }
-                            match open_dir_in_root(self.root.as_raw_fd(), &p) {
-                                Ok(fd) => cur = Some(fd),
-                                Err(e) => {
-                                    return Err(sys_err(
-                                        &format!(
-                                            "opening parent {}",
-                                            String::from_utf8_lossy(p.as_bytes())
-                                        ),
-                                        e,
-                                    ))
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            return Err(sys_err(
-                                &format!(
-                                    "opening parent {}",
-                                    String::from_utf8_lossy(p.as_bytes())
-                                ),
-                                e,
-                            ))
-                        }
-                    }
-                }
-                match cur {
-                    Some(fd) => fd,
-                    None => return Ok(self.root.as_raw_fd()),
-                }
-            }
+            Err(libc::ENOENT) => mkdir_p_in_root(self.root.as_raw_fd(), comps).map_err(|e| {
+                sys_err(
+                    &format!("creating parent {}", String::from_utf8_lossy(&key)),
+                    e,
+                )
+            })?,
             Err(e) => {
                 return Err(sys_err(
                     &format!("opening parent {}", String::from_utf8_lossy(&key)),
