@@ -288,9 +288,7 @@ pub fn resolve_user(
         _ => {
             if let (Some(e), Some(gs)) = (entry, groups.as_ref()) {
                 for grp in gs {
-                    if grp.members.iter().any(|m| *m == e.name)
-                        && grp.gid != gid
-                        && !sgids.contains(&grp.gid)
+                    if grp.members.contains(&e.name) && grp.gid != gid && !sgids.contains(&grp.gid)
                     {
                         sgids.push(grp.gid);
                     }

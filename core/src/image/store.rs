@@ -788,7 +788,7 @@ impl Store {
             img.manifest_digest.clone(),
             img.manifest_size,
         );
-        self.add_image(&desc, &[r.clone()])?;
+        self.add_image(&desc, std::slice::from_ref(&r))?;
         Ok(r)
     }
 

@@ -258,7 +258,12 @@ pub fn mkdir_p_in_root(root: RawFd, comps: &[&[u8]]) -> Result<OwnedFd, i32> {
                 let mut buf = vec![0u8; 4096];
                 // SAFETY: the buffer is valid for its length.
                 let n = unsafe {
-                    libc::readlinkat(cur.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                    libc::readlinkat(
+                        cur.as_raw_fd(),
+                        name.as_ptr(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                    )
                 };
                 if n < 0 {
                     return Err(last_errno());
@@ -638,11 +643,7 @@ impl Unpacker<'_> {
         Ok(false)
     }
 
-    fn split<'a>(
-        &mut self,
-        comps: &[&'a [u8]],
-        shown: &str,
-    ) -> Result<(RawFd, CString), UnpackError> {
+    fn split(&mut self, comps: &[&[u8]], shown: &str) -> Result<(RawFd, CString), UnpackError> {
         let (base, parents) = comps.split_last().ok_or_else(|| UnpackError::Entry {
             entry: shown.to_string(),
             reason: "empty name".into(),
