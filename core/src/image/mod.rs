@@ -45,7 +45,7 @@ use std::path::PathBuf;
 pub use config::{apply, Applied, RootfsFiles};
 pub use digest::Digest;
 pub use reference::Reference;
-pub use store::{Image, ImageSummary, Store};
+pub use store::{Image, ImageSummary, PreparedRootfs, Store};
 
 /// Errors of the image store and everything around it, each naming the bad thing.
 #[derive(Debug, thiserror::Error)]

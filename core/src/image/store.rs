@@ -228,6 +228,15 @@ pub struct LayerMeta {
     pub unpacked: String,
 }
 
+/// What [`Store::prepare_container`] gives the rootfs code.
+#[derive(Debug, Clone)]
+pub struct PreparedRootfs {
+    /// Unpacked layers, lowest first (overlay wants them reversed in `lowerdir`).
+    pub layers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
 /// An flock(2) held until dropped.
 pub struct Lock(#[allow(dead_code)] File);
 
@@ -1162,6 +1171,27 @@ impl Store {
         Ok((upper, work))
     }
 
+    /// Everything a container made from `img` needs, in the safe order: the in-use record
+    /// first (so a concurrent `rmi`/GC keeps the layers), then the layers (unpacked if needed,
+    /// lowest first) and the container's `upper`/`work` directories.
+    pub fn prepare_container(
+        &self,
+        id: &str,
+        img: &Image,
+        uids: &[LinuxIdMapping],
+        gids: &[LinuxIdMapping],
+    ) -> Result<PreparedRootfs> {
+        let _g = self.lock("store", false)?;
+        self.mark_in_use(id, img, uids, gids)?;
+        let layers = self.layer_dirs_for(img, uids, gids)?;
+        let (upper, work) = self.container_dirs(id)?;
+        Ok(PreparedRootfs {
+            layers,
+            upper,
+            work,
+        })
+    }
+
     /// Records that container `id` uses `img` (so `rmi` refuses it and GC keeps its layers).
     pub fn mark_in_use(
         &self,
@@ -1263,5 +1293,106 @@ pub fn human_size(n: u64) -> String {
             .trim_end_matches('.')
             .to_string()
             + units[i]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::archive::{self, ImportOptions};
+    use crate::image::config::{self, LayerFiles};
+    use crate::spec::RunOptions;
+
+    fn tarball(path: &Path) {
+        let f = File::create(path).unwrap();
+        let mut b = tar::Builder::new(f);
+        let mut add = |name: &str, data: &[u8], mode: u32| {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(mode);
+            h.set_mtime(1_700_000_000);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        add(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nweb:x:80:81:web:/srv:/bin/sh\n",
+            0o644,
+        );
+        add(
+            "etc/group",
+            b"root:x:0:\nweb:x:81:\nextra:x:90:web\n",
+            0o644,
+        );
+        add("bin/app", b"#!/bin/sh\n", 0o755);
+        b.into_inner().unwrap().sync_all().unwrap();
+    }
+
+    #[test]
+    fn import_prepare_apply_and_remove() {
+        let base = std::env::temp_dir().join(format!(
+            "rootbox-store-test-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        let store = Store::open(Some(base.join("store"))).unwrap();
+        let tar = base.join("rootfs.tar");
+        tarball(&tar);
+        let opts = ImportOptions {
+            changes: vec![
+                "ENTRYPOINT [\"/bin/app\"]".into(),
+                "USER web".into(),
+                "EXPOSE 80".into(),
+            ],
+            message: None,
+        };
+        let loaded = archive::import(&store, &tar, Some("app:1"), &opts).unwrap();
+        let img = store.resolve("app:1").unwrap();
+        assert_eq!(img.id(), &loaded.id);
+        assert_eq!(
+            store.resolve(&loaded.id.short()[..6]).unwrap().id(),
+            &loaded.id
+        );
+        assert!(matches!(
+            store.resolve("nope"),
+            Err(ImageError::NotFound(_))
+        ));
+
+        let (uids, gids) = idmap::mappings(IdMapMode::Single).unwrap();
+        let prep = store.prepare_container("c1", &img, &uids, &gids).unwrap();
+        assert_eq!(prep.layers.len(), 1);
+        assert!(prep.layers[0].join("bin/app").is_file());
+        assert!(prep.upper.is_dir() && prep.work.is_dir());
+
+        let mut run = RunOptions {
+            args: vec!["--flag".into()],
+            ..Default::default()
+        };
+        let applied =
+            config::apply(&img.config, &LayerFiles(&prep.layers), None, &mut run).unwrap();
+        assert_eq!(run.args, vec!["/bin/app", "--flag"]);
+        assert_eq!(run.user.as_deref(), Some("80:81"));
+        assert_eq!(applied.additional_gids, vec![90]);
+        assert_eq!(applied.exposed_ports, vec!["80/tcp"]);
+
+        // In use: rmi refuses, unless forced; the forced removal keeps the container's layer.
+        let e = store
+            .remove(&["app:1".into()], false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in use by container(s) c1"), "{e}");
+        store.remove(&["app:1".into()], true).unwrap();
+        assert!(prep.layers[0].join("bin/app").is_file());
+        store.remove_container_dirs("c1").unwrap();
+        assert!(!prep.upper.exists());
+        store.gc().unwrap();
+        assert!(!prep.layers[0].exists());
+        assert_eq!(
+            fs::read_dir(store.root().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
+        fs::remove_dir_all(&base).unwrap();
     }
 }

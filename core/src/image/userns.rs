@@ -276,17 +276,20 @@ pub fn apply_owners(
         uids,
         gids,
     )
-    .map_err(|(what, idx, e)| match idx.and_then(|i| ops.get(i)) {
-        Some(op) => UsernsError::Child {
-            what,
-            path: format!(
-                "{}/{}",
-                root.display(),
-                String::from_utf8_lossy(op.path.as_bytes())
-            ),
-            source: std::io::Error::from_raw_os_error(e),
+    .map_err(|f| match f {
+        Failure::IdMap(e) => UsernsError::IdMap(e),
+        Failure::Step(what, idx, e) => match idx.and_then(|i| ops.get(i)) {
+            Some(op) => UsernsError::Child {
+                what,
+                path: format!(
+                    "{}/{}",
+                    root.display(),
+                    String::from_utf8_lossy(op.path.as_bytes())
+                ),
+                source: std::io::Error::from_raw_os_error(e),
+            },
+            None => sys_err(what, e),
         },
-        None => sys_err(what, e),
     })
 }
 
@@ -321,10 +324,13 @@ pub fn remove_tree(
             uids,
             gids,
         )
-        .map_err(|(_, _, e)| UsernsError::Child {
-            what: "removing",
-            path: path.display().to_string(),
-            source: std::io::Error::from_raw_os_error(e),
+        .map_err(|f| match f {
+            Failure::IdMap(e) => UsernsError::IdMap(e),
+            Failure::Step(_, _, e) => UsernsError::Child {
+                what: "removing",
+                path: path.display().to_string(),
+                source: std::io::Error::from_raw_os_error(e),
+            },
         }),
         Err(e) => Err(UsernsError::Sys {
             what: format!("removing {}", path.display()),
@@ -360,12 +366,16 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), i32> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-type ChildFailure = (&'static str, Option<usize>, i32);
+/// How a namespace job failed: a step (what, index of the op, errno), or the id mapping.
+enum Failure {
+    Step(&'static str, Option<usize>, i32),
+    IdMap(idmap::IdMapError),
+}
 
 /// Clones a child into a new user namespace, maps it, runs `job` there, reports back.
-fn run(job: Job<'_>, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<(), ChildFailure> {
-    let (go_r, go_w) = pipe().map_err(|e| ("creating a pipe", None, e))?;
-    let (res_r, res_w) = pipe().map_err(|e| ("creating a pipe", None, e))?;
+fn run(job: Job<'_>, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<(), Failure> {
+    let (go_r, go_w) = pipe().map_err(|e| Failure::Step("creating a pipe", None, e))?;
+    let (res_r, res_w) = pipe().map_err(|e| Failure::Step("creating a pipe", None, e))?;
     let mut args = sys::CloneArgs {
         flags: libc::CLONE_NEWUSER as u64,
         exit_signal: libc::SIGCHLD as u64,
@@ -378,7 +388,7 @@ fn run(job: Job<'_>, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result
         // SAFETY: as above.
         pid = unsafe { sys::clone_legacy(libc::CLONE_NEWUSER as u64) };
     }
-    let pid = pid.map_err(|e| ("creating a user namespace", None, e))?;
+    let pid = pid.map_err(|e| Failure::Step("creating a user namespace", None, e))?;
     if pid == 0 {
         child_main(&job, go_r.as_raw_fd(), res_w.as_raw_fd());
     }
@@ -394,8 +404,7 @@ fn run(job: Job<'_>, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result
         // SAFETY: killing our own child.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         reap(pid);
-        let _ = e;
-        return Err(("mapping ids (newuidmap/newgidmap)", None, libc::EPERM));
+        return Err(Failure::IdMap(e));
     }
     let _ = sys::write_all(go_w.as_raw_fd(), b"g");
     drop(go_w);
@@ -420,7 +429,7 @@ fn run(job: Job<'_>, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result
     }
     let st = reap(pid);
     if got < rep.len() {
-        return Err((
+        return Err(Failure::Step(
             "the user-namespace helper died",
             None,
             if libc::WIFSIGNALED(st) {
@@ -443,7 +452,7 @@ fn run(job: Job<'_>, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result
         4 => "opening",
         _ => "removing",
     };
-    Err((what, Some(idx as usize), errno))
+    Err(Failure::Step(what, Some(idx as usize), errno))
 }
 
 fn report(fd: RawFd, errno: i32, step: u32, idx: u32) {
