@@ -5,7 +5,9 @@
 #   bench/unpack.sh [RUNS]        (default 3 runs each; the best run counts)
 #
 # Environment: ROOTBOX_BIN (dir with rootbox, default target/release),
-# BENCH_SRC (directories to pack, default "usr/include usr/lib/python3*" under /).
+# BENCH_SRC (directories to pack, default "usr/include usr/lib/python3*" under /),
+# BENCH_DIR (where to unpack: default /dev/shm when it has 2 GB free — a tmpfs takes the
+# disk's noise out and measures the unpacker itself — else /tmp).
 # Prints one line per case and the ratio rootbox/tar (target: <= 1.5).
 set -euo pipefail
 
@@ -14,7 +16,13 @@ RB=${ROOTBOX_BIN:-$REPO/target/release}/rootbox
 RUNS=${1:-3}
 [ -x "$RB" ] || { echo "unpack.sh: $RB not found (cargo build --release)" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/rootbox-bench-unpack.XXXXXX)
+dir=${BENCH_DIR:-}
+if [ -z "$dir" ]; then
+    dir=/tmp
+    if [ -w /dev/shm ] && [ "$(df -Pk /dev/shm | awk 'NR==2 {print $4}')" -gt 2000000 ]; then dir=/dev/shm; fi
+fi
+work=$(mktemp -d "$dir/rootbox-bench-unpack.XXXXXX")
+echo "unpacking under $dir ($(df -PT "$dir" | awk 'NR==2 {print $2}'))"
 cleanup() {
     # Layers unpacked with subordinate ids are removed by rootbox itself.
     for s in "$work"/store*; do [ -d "$s" ] && ROOTBOX_ROOT=$s "$RB" image prune -a >/dev/null 2>&1 || true; done

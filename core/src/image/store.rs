@@ -368,6 +368,103 @@ pub fn check_tar<R: BufRead>(r: &mut R, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The consumer side of [`spawn_layer_reader`]: a `Read` over chunks sent by the thread.
+pub struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.cur = c;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Reads a layer blob in a thread: verifies the blob digest, decompresses (gzip/zstd by magic)
+/// and verifies the uncompressed stream against `diff`, sending the tar stream in chunks. The
+/// thread's result is an error (a [`CorruptBlob`] inside for a digest mismatch) when either
+/// digest is wrong or reading fails.
+pub fn spawn_layer_reader(
+    blob: VerifyingReader<File>,
+    blob_digest: Digest,
+    diff: Digest,
+) -> (ChunkReader, std::thread::JoinHandle<io::Result<()>>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    let handle = std::thread::spawn(move || -> io::Result<()> {
+        let mut raw = BufReader::with_capacity(1 << 20, blob);
+        let plain = Compression::sniff(raw.fill_buf()?) == Compression::None;
+        let mut consumer_gone = false;
+        let mut pump = |src: &mut dyn Read| -> io::Result<()> {
+            loop {
+                let mut chunk = vec![0u8; 512 * 1024];
+                let mut n = 0;
+                while n < chunk.len() {
+                    match src.read(&mut chunk[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if n == 0 {
+                    return Ok(());
+                }
+                chunk.truncate(n);
+                // When the unpack failed, keep reading to the end to check the digests.
+                if !consumer_gone && tx.send(chunk).is_err() {
+                    consumer_gone = true;
+                }
+            }
+        };
+        if plain {
+            // Uncompressed: the diff id is the blob digest, which the verifying reader checks.
+            if blob_digest != diff {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("it is uncompressed, so its diff id must be its digest, but the image config says {diff}"),
+                ));
+            }
+            pump(&mut raw)?;
+        } else {
+            let got = {
+                let mut h = HashingReader::new(decompress(&mut raw)?);
+                pump(&mut h)?;
+                h.finish()?.0
+            };
+            // Trailing data after the compressed stream, and the blob digest check.
+            io::copy(&mut raw, &mut io::sink())?;
+            if got != diff {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("its uncompressed content hashes to {got}, but the image config says {diff}"),
+                ));
+            }
+        }
+        Ok(())
+    });
+    (
+        ChunkReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        },
+        handle,
+    )
+}
+
 fn corrupt_from(e: &io::Error) -> Option<CorruptBlob> {
     e.get_ref()?.downcast_ref::<CorruptBlob>().cloned()
 }
@@ -1088,32 +1185,35 @@ impl Store {
             .map_err(|e| ImageError::io("cannot create", &target, e))?;
         let opts = UnpackOptions::for_caller(uids, gids);
         let blob = self.open_blob(&desc.digest)?;
-        let mut raw = BufReader::with_capacity(1 << 20, blob);
-        let outcome = {
-            let dec = decompress(&mut raw)
-                .map_err(|e| ImageError::io("cannot read blob", self.blob_path(&desc.digest), e))?;
-            let mut h = HashingReader::new(dec);
-            let outcome = match unpack::unpack(&mut h, &target, &opts) {
-                Ok(o) => o,
-                Err(e) => {
-                    // A digest mismatch explains garbage better than the tar error it causes.
-                    self.verify_blob(&desc.digest)?;
-                    return Err(ImageError::Unpack {
-                        layer: desc.digest.clone(),
-                        source: e,
-                    });
-                }
-            };
-            let (got, _) = h.finish().map_err(|e| self.read_err(&desc.digest, e))?;
-            if &got != diff {
-                return Err(ImageError::Corrupt {
-                    what: format!("layer {}", desc.digest),
-                    message: format!("its uncompressed content hashes to {got}, but the image config says {diff}"),
+        // Reading, checking the blob digest, decompressing and checking the diff id run in a
+        // thread, so they overlap the unpack's system calls. The thread is joined before
+        // anything forks (the user-namespace step below).
+        let (mut stream, reader) = spawn_layer_reader(blob, desc.digest.clone(), diff.clone());
+        let unpacked = unpack::unpack(&mut stream, &target, &opts);
+        // Drain what the tar reader left (end-of-archive padding), so both digests cover it all.
+        let drained = io::copy(&mut stream, &mut io::sink());
+        drop(stream);
+        let checked = reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the layer reader thread panicked")));
+        let outcome = match (unpacked, checked) {
+            (Ok(o), Ok(())) if drained.is_ok() => o,
+            (_, Err(e)) => return Err(self.read_err(&desc.digest, e)),
+            (Err(e), Ok(())) => {
+                // The digests were fine (a mismatch would explain garbage better than the
+                // tar error it causes, and is reported first above): the layer itself is bad.
+                return Err(ImageError::Unpack {
+                    layer: desc.digest.clone(),
+                    source: e,
                 });
             }
-            outcome
+            (Ok(_), Ok(())) => {
+                let e = drained
+                    .err()
+                    .unwrap_or_else(|| io::Error::other("read failed"));
+                return Err(self.read_err(&desc.digest, e));
+            }
         };
-        io::copy(&mut raw, &mut io::sink()).map_err(|e| self.read_err(&desc.digest, e))?;
         if let Ownership::Record { .. } = opts.ownership {
             userns::apply_owners(&target, &outcome.ops, uids, gids)?;
         }
@@ -1140,6 +1240,10 @@ impl Store {
             Some(c) => ImageError::Corrupt {
                 what: "store".into(),
                 message: c.to_string(),
+            },
+            None if e.kind() == io::ErrorKind::InvalidData => ImageError::Corrupt {
+                what: format!("layer {d}"),
+                message: e.to_string(),
             },
             None => ImageError::io("cannot read blob", self.blob_path(d), e),
         }
