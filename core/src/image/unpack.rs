@@ -492,6 +492,10 @@ impl Unpacker<'_> {
             if *base == OPAQUE_MARKER {
                 return self.opaque(&comps[..comps.len() - 1], &shown);
             }
+            if base.starts_with(b".wh..wh.") {
+                // AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): not content, skipped as Docker does.
+                return Ok(());
+            }
             if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
                 if name.is_empty() || name == b"." || name == b".." {
                     return Err(fail("invalid whiteout name".into()));
@@ -1163,6 +1167,132 @@ mod tests {
         let deep = "a/".repeat(10_000);
         let e = clean(deep.as_bytes()).unwrap_err();
         assert!(e.contains("too long or too deep"), "{e}");
+    }
+
+    fn header(name: &str, kind: tar::EntryType, size: u64, link: &str) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        {
+            let g = h.as_gnu_mut().unwrap();
+            g.name[..name.len()].copy_from_slice(name.as_bytes());
+            g.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_mtime(1_000_000);
+        h.set_cksum();
+        h
+    }
+
+    fn layer(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, arg) in entries {
+            let (data, link) = if *kind == tar::EntryType::Regular {
+                (arg.as_bytes(), "")
+            } else {
+                (&b""[..], *arg)
+            };
+            let h = header(name, *kind, data.len() as u64, link);
+            b.append(&h, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn run(
+        entries: &[(&str, tar::EntryType, &str)],
+    ) -> (std::path::PathBuf, Result<Outcome, UnpackError>) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let base = std::env::temp_dir().join(format!(
+            "rootbox-unpack-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("root")).unwrap();
+        let opts = UnpackOptions {
+            ownership: Ownership::Squash,
+            devices: false,
+        };
+        let data = layer(entries);
+        let r = unpack(&mut &data[..], &base.join("root"), &opts);
+        (base, r)
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_format() {
+        use tar::EntryType as T;
+        let (base, r) = run(&[
+            ("d/.wh..wh..opq", T::Regular, ""),
+            ("d/.wh.gone", T::Regular, ""),
+            ("d/keep", T::Regular, "k"),
+            (".wh..wh.plnk", T::Regular, ""),
+        ]);
+        r.unwrap();
+        let root = base.join("root");
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let m = std::fs::symlink_metadata(root.join("d/gone")).unwrap();
+        assert!(m.file_type().is_char_device() && m.rdev() == 0);
+        let c = CString::new(root.join("d").as_os_str().as_encoded_bytes()).unwrap();
+        let mut v = [0u8; 2];
+        // SAFETY: valid strings and buffer.
+        let n =
+            unsafe { libc::getxattr(c.as_ptr(), OPAQUE_XATTR.as_ptr(), v.as_mut_ptr().cast(), 2) };
+        assert_eq!((n, v[0]), (1, b'y'));
+        assert!(!root.join("d/.wh..wh..opq").exists() && !root.join(".wh..wh.plnk").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn escapes_are_refused_or_kept_inside() {
+        use tar::EntryType as T;
+        let outside =
+            std::env::temp_dir().join(format!("rootbox-unpack-outside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&outside);
+        std::fs::create_dir_all(&outside).unwrap();
+        let o = outside.to_str().unwrap().to_string();
+        // An absolute symlink, then a write through it: lands inside the root.
+        let (base, r) = run(&[("esc", T::Symlink, &o), ("esc/f", T::Regular, "x")]);
+        r.unwrap();
+        assert!(base
+            .join("root")
+            .join(o.trim_start_matches('/'))
+            .join("f")
+            .is_file());
+        assert!(!outside.join("f").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+        // `..` out of the root.
+        let (base, r) = run(&[("../../x", T::Regular, "x")]);
+        assert!(r.unwrap_err().to_string().contains("climbs out"));
+        std::fs::remove_dir_all(&base).unwrap();
+        // A hard link to a host file.
+        let (base, r) = run(&[("pw", T::Link, "/etc/passwd")]);
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist in this layer"));
+        std::fs::remove_dir_all(&base).unwrap();
+        // A symlink loop walked through.
+        let (base, r) = run(&[
+            ("a", T::Symlink, "b"),
+            ("b", T::Symlink, "a"),
+            ("a/f", T::Regular, "x"),
+        ]);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("Too many levels of symbolic links"), "{e}");
+        std::fs::remove_dir_all(&base).unwrap();
+        // A file replaced by a directory and back.
+        let (base, r) = run(&[
+            ("x", T::Regular, "1"),
+            ("x/", T::Directory, ""),
+            ("x/y", T::Regular, "2"),
+            ("x", T::Regular, "3"),
+        ]);
+        r.unwrap();
+        assert_eq!(std::fs::read(base.join("root/x")).unwrap(), b"3");
+        std::fs::remove_dir_all(&base).unwrap();
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        std::fs::remove_dir_all(&outside).unwrap();
     }
 
     #[test]
