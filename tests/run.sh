@@ -133,7 +133,7 @@ stage() {
         rm -rf "$STAGE"
     fi
     install -d -m 0755 "$STAGE" "$STAGE/bin" "$STAGE/tests"
-    install -m 0755 target/release/rootbox target/release/rootbox-runtime "$STAGE/bin/"
+    install -m 0755 target/release/rootbox target/release/rootbox-runtime target/release/rootbox-monitor "$STAGE/bin/"
     tests/lib/mk-busybox-rootfs.sh "$STAGE/rootfs"
     cp -r tests/integration tests/lib "$STAGE/tests/"
     rm -rf "$STAGE/tests/integration/__pycache__"

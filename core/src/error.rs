@@ -2,10 +2,12 @@
 
 use std::path::Path;
 
+use crate::cgroup::CgroupError;
 use crate::container::{ContainerError, StateError};
 use crate::idmap::IdMapError;
 use crate::image::ImageError;
 use crate::launch::LaunchError;
+use crate::rootfs::RootfsError;
 use crate::seccomp::SeccompError;
 use crate::spec::SpecError;
 
@@ -23,6 +25,10 @@ pub enum Error {
     Seccomp(#[from] SeccompError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
 }
 
 impl From<ContainerError> for Error {
@@ -31,6 +37,8 @@ impl From<ContainerError> for Error {
             ContainerError::State(e) => Error::State(e),
             ContainerError::Spec(e) => Error::Spec(e),
             ContainerError::Launch(e) => Error::Launch(e),
+            ContainerError::Cgroup(e) => Error::Cgroup(e),
+            ContainerError::Rootfs(e) => Error::Rootfs(e),
         }
     }
 }
@@ -43,6 +51,8 @@ impl Error {
             Error::State(StateError::Io { source, .. }) => source.raw_os_error(),
             Error::Spec(SpecError::Read { source, .. }) => source.raw_os_error(),
             Error::Image(e) => e.errno(),
+            Error::Cgroup(e) => e.errno(),
+            Error::Rootfs(e) => e.errno(),
             _ => None,
         }
     }
@@ -58,6 +68,8 @@ impl Error {
             | Error::Spec(SpecError::NoRootfs { path })
             | Error::Spec(SpecError::NoBindSource { path }) => Some(path),
             Error::Image(e) => e.path(),
+            Error::Cgroup(e) => e.path(),
+            Error::Rootfs(e) => e.path(),
             _ => None,
         }
     }

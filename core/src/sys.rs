@@ -10,6 +10,7 @@ use std::os::fd::RawFd;
 pub const OPEN_TREE_CLONE: u32 = 1;
 pub const AT_RECURSIVE: u32 = 0x8000;
 pub const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x0000_0004;
+pub const MOVE_MOUNT_T_SYMLINKS: u32 = 0x0000_0010;
 pub const FSOPEN_CLOEXEC: u32 = 1;
 pub const FSCONFIG_SET_FLAG: u32 = 0;
 pub const FSCONFIG_SET_STRING: u32 = 1;

@@ -576,3 +576,34 @@ def test_runc_spec_capabilities(runtime, make_bundle):
     fields = dict(line.split(":", 1) for line in r.lines if ":" in line)
     # AUDIT_WRITE (29), KILL (5), NET_BIND_SERVICE (10)
     assert int(fields["CapEff"].strip(), 16) == (1 << 29) | (1 << 5) | (1 << 10), r
+
+
+def test_time_namespace_offsets(runtime, make_bundle):
+    """A config asking for a time namespace with offsets: the container's
+    boottime and monotonic clocks are shifted, the host's are not."""
+    days = 10 * 86400
+
+    def edit(cfg):
+        cfg["linux"]["namespaces"].append({"type": "time"})
+        cfg["linux"]["timeOffsets"] = {
+            "boottime": {"secs": days, "nanosecs": 0},
+            "monotonic": {"secs": days, "nanosecs": 0},
+        }
+
+    b = make_bundle(["cat", "/proc/uptime"], edit=edit)
+    with open("/proc/uptime") as f:
+        host_up = float(f.read().split()[0])
+    r = runtime("run", "--bundle", b, "t1")
+    assert r.rc == 0, r
+    inside = float(r.out.split()[0])
+    assert days + host_up - 5 < inside < days + host_up + 60, (host_up, inside, r)
+
+
+def test_time_offsets_without_time_namespace_rejected(runtime, make_bundle):
+    def edit(cfg):
+        cfg["linux"]["timeOffsets"] = {"monotonic": {"secs": 5, "nanosecs": 0}}
+
+    b = make_bundle(["true"], edit=edit)
+    r = runtime("run", "--bundle", b, "t2")
+    assert r.rc != 0, r
+    assert "time" in r.err.lower(), r

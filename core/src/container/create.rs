@@ -12,7 +12,8 @@ use oci_spec::runtime::Spec;
 use super::hooks::{self, HookPoint};
 use super::state::{self, Lock, Record, StateRoot, Status};
 use super::{Container, ContainerError, StateError};
-use crate::launch::{self, LaunchOptions, Launched};
+use crate::cgroup::{self, CgroupOptions};
+use crate::launch::{self, CgroupEntry, LaunchOptions, Launched};
 
 /// Options of `create` (and of `run`) beyond the config.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +26,42 @@ pub struct CreateOptions {
     pub stdio: Option<[RawFd; 3]>,
     /// Kill the container if the launching thread dies (foreground runs).
     pub kill_on_parent_death: bool,
+    /// cgroup manager and limit policy (`--cgroup-manager`, `--cgroup-limits`).
+    pub cgroup: CgroupOptions,
+    /// `rootbox run`'s per-container preparation: generated /etc files and volumes.
+    pub rootfs_setup: Option<crate::rootfs::Setup>,
+}
+
+/// Applies `opts.rootfs_setup` (if any) to a registered container and saves the resulting
+/// config; returns the spec to launch.
+pub(crate) fn apply_setup(
+    c: &Container,
+    spec: &Spec,
+    opts: &CreateOptions,
+) -> Result<Spec, ContainerError> {
+    apply_rootfs_setup(c, spec, opts.rootfs_setup.as_ref())
+}
+
+/// [`apply_setup`] for a setup given on its own (the detached path, before the monitor starts).
+pub(crate) fn apply_rootfs_setup(
+    c: &Container,
+    spec: &Spec,
+    setup: Option<&crate::rootfs::Setup>,
+) -> Result<Spec, ContainerError> {
+    let Some(setup) = setup else {
+        return Ok(spec.clone());
+    };
+    let spec = setup.apply(&c.root.path, c.id(), &c.dir(), spec)?;
+    let config = serde_json::to_vec_pretty(&spec).map_err(|e| StateError::Other(e.to_string()))?;
+    state::write_atomic(&c.dir().join("config.json"), &config)?;
+    Ok(spec)
+}
+
+/// Removes a container's directory after releasing what its setup acquired (volumes, the
+/// layered rootfs's upper directory).
+pub(crate) fn remove_dir(c: &Container) {
+    crate::rootfs::setup::release(&c.dir(), true);
+    let _ = std::fs::remove_dir_all(c.dir());
 }
 
 /// Registers a new container directory, failing if the id is taken.
@@ -67,6 +104,10 @@ pub(crate) fn register(
             created: state::now_rfc3339(),
             exit_code: None,
             annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroup: None,
+            oom_killed: false,
+            name: String::new(),
+            lifecycle: Default::default(),
         },
     };
     c.save()?;
@@ -90,6 +131,12 @@ pub(crate) fn launch_recorded(
         hooks::run(spec, HookPoint::CreateRuntime, &st).map_err(|e| e.to_string())?;
         hooks::run(spec, HookPoint::CreateContainer, &st).map_err(|e| e.to_string())
     };
+    // The cgroup exists, limited, before the process does; the process starts inside it.
+    let cg = cgroup::prepare(c.id(), spec, &opts.cgroup.with_spec(spec)?)?;
+    if let Some(p) = &cg {
+        c.record.cgroup = Some(p.cgroup.path.clone());
+        c.save()?;
+    }
     let lopts = LaunchOptions {
         stdio: opts.stdio,
         preserve_fds: opts.preserve_fds,
@@ -101,8 +148,17 @@ pub(crate) fn launch_recorded(
         } else {
             None
         },
+        cgroup: cg.as_ref().map(|p| CgroupEntry {
+            // ROOTBOX_CGROUP_ENTRY=procs forces the fallback of kernels without
+            // CLONE_INTO_CGROUP (the pid written to cgroup.procs), so tests can cover it.
+            dir_fd: (std::env::var_os("ROOTBOX_CGROUP_ENTRY").as_deref()
+                != Some(std::ffi::OsStr::new("procs")))
+            .then(|| p.dir.as_raw_fd()),
+            path: &p.cgroup.path,
+        }),
     };
     let mut launched = launch::launch(spec, &lopts)?;
+    drop(cg);
     if let (Some(sock), Some(master)) = (&opts.console_socket, &launched.pty_master) {
         send_console(sock, master.as_raw_fd())?;
         launched.pty_master = None;
@@ -134,16 +190,26 @@ pub fn create(
         if unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) } < 0 {
             return Err(StateError::io(&fifo, std::io::Error::last_os_error()).into());
         }
-        launch_recorded(&mut c, spec, opts, Some(fifo))?;
+        let spec = apply_setup(&c, spec, opts)?;
+        launch_recorded(&mut c, &spec, opts, Some(fifo))?;
         Ok(())
     })();
     match result {
         Ok(()) => Ok(c),
         Err(e) => {
-            let _ = std::fs::remove_dir_all(c.dir());
+            discard(&c);
             Err(e)
         }
     }
+}
+
+/// Undoes a failed create/run: the container's processes, cgroup and state directory.
+pub(crate) fn discard(c: &Container) {
+    if let Some(cg) = c.cgroup() {
+        let _ = cg.kill();
+        let _ = cg.remove();
+    }
+    remove_dir(c);
 }
 
 /// A container that outlives this command and has a terminal needs somewhere to send it.

@@ -470,20 +470,10 @@ fn corrupt_from(e: &io::Error) -> Option<CorruptBlob> {
 }
 
 impl Store {
-    /// `$ROOTBOX_ROOT`, else `$XDG_DATA_HOME/rootbox`, else `~/.local/share/rootbox`.
+    /// `$ROOTBOX_ROOT`, else `$XDG_DATA_HOME/rootbox`, else `~/.local/share/rootbox` (the
+    /// same root named volumes use, see [`crate::rootfs::data_root`]).
     pub fn default_root() -> PathBuf {
-        if let Some(r) = std::env::var_os("ROOTBOX_ROOT").filter(|v| !v.is_empty()) {
-            return PathBuf::from(r);
-        }
-        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-            return PathBuf::from(x).join("rootbox");
-        }
-        if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-            return PathBuf::from(h).join(".local/share/rootbox");
-        }
-        // SAFETY: geteuid cannot fail.
-        let uid = unsafe { libc::geteuid() };
-        std::env::temp_dir().join(format!("rootbox-store-{uid}"))
+        crate::rootfs::data_root(None)
     }
 
     /// Opens (creating when missing, mode 0700) the store at `root` or the default place.

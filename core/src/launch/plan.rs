@@ -108,6 +108,8 @@ pub struct ChildPlan {
     pub hook_pause: bool,
     /// Whether the child must set `/dev` up (a tmpfs /dev is among the mounts).
     pub has_dev: bool,
+    /// A layered rootfs to mount on `rootfs` first (see `crate::rootfs`).
+    pub layered: Option<crate::rootfs::LayeredPlan>,
 }
 
 fn cstr(s: impl AsRef<OsStr>, what: &str) -> Result<CString, LaunchError> {
@@ -504,5 +506,6 @@ pub fn child_plan(spec: &Spec, no_pivot: bool, hook_pause: bool) -> Result<Child
         process: process_plan(process, spec, true)?,
         hook_pause,
         has_dev,
+        layered: crate::rootfs::launch_plan(spec)?,
     })
 }
