@@ -1,6 +1,8 @@
 //! What both command lines share: error reporting, signal forwarding and the terminal proxy.
 //! No container logic lives here; that is all in `rootbox_core`.
 
+pub mod images;
+
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};

@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::cgroup::CgroupError;
 use crate::container::{ContainerError, StateError};
 use crate::idmap::IdMapError;
+use crate::image::ImageError;
 use crate::launch::LaunchError;
 use crate::rootfs::RootfsError;
 use crate::seccomp::SeccompError;
@@ -22,6 +23,8 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
@@ -47,6 +50,7 @@ impl Error {
             Error::Launch(e) => e.errno(),
             Error::State(StateError::Io { source, .. }) => source.raw_os_error(),
             Error::Spec(SpecError::Read { source, .. }) => source.raw_os_error(),
+            Error::Image(e) => e.errno(),
             Error::Cgroup(e) => e.errno(),
             Error::Rootfs(e) => e.errno(),
             _ => None,
@@ -63,6 +67,7 @@ impl Error {
             | Error::Spec(SpecError::Parse { path, .. })
             | Error::Spec(SpecError::NoRootfs { path })
             | Error::Spec(SpecError::NoBindSource { path }) => Some(path),
+            Error::Image(e) => e.path(),
             Error::Cgroup(e) => e.path(),
             Error::Rootfs(e) => e.path(),
             _ => None,
@@ -81,6 +86,11 @@ impl Error {
     /// Whether the error means "no such container".
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::State(StateError::NotFound(_)))
+    }
+
+    /// Whether the error means "no such image".
+    pub fn is_image_not_found(&self) -> bool {
+        matches!(self, Error::Image(ImageError::NotFound(_)))
     }
 }
 

@@ -55,6 +55,8 @@ enum Cmd {
     /// Manage volumes (create, ls, inspect, rm, prune).
     #[command(subcommand)]
     Volume(VolumeCmd),
+    #[command(flatten)]
+    Images(rootbox_cli::images::ImageCommands),
 }
 
 /// `rootbox stats`.
@@ -299,6 +301,7 @@ fn main() {
             }
         }
         Cmd::Volume(v) => volume(v, &store),
+        Cmd::Images(c) => rootbox_cli::images::run(c, Some(store.clone())),
         Cmd::Info { json } => {
             let info = rootbox_core::info::host_info();
             if json {
