@@ -133,11 +133,15 @@ stage() {
         rm -rf "$STAGE"
     fi
     install -d -m 0755 "$STAGE" "$STAGE/bin" "$STAGE/tests"
-    install -m 0755 target/release/rootbox target/release/rootbox-runtime "$STAGE/bin/"
+    install -m 0755 target/release/rootbox target/release/rootbox-runtime target/release/rootbox-monitor "$STAGE/bin/"
     tests/lib/mk-busybox-rootfs.sh "$STAGE/rootfs"
     cp -r tests/integration tests/lib "$STAGE/tests/"
     rm -rf "$STAGE/tests/integration/__pycache__"
-    chmod -R a+rX,go-w "$STAGE"
+    # Readable by the test user, writable by root only; the rootfs keeps its own modes
+    # (its /tmp and /var/tmp are 1777, as in any image).
+    chmod -R a+rX,go-w "$STAGE/bin" "$STAGE/tests"
+    chmod -R a+rX "$STAGE/rootfs"
+    chmod 0755 "$STAGE"
     echo "staged into $STAGE"
 }
 

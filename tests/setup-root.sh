@@ -27,6 +27,8 @@ PACKAGES=(
     crun runc bubblewrap hyperfine strace
     passt slirp4netns
     gcc libc6-dev
+    python3-venv python3-dev python3-pip
+    fuse-overlayfs
 )
 if [ -n "${ROOTBOX_EXTRA_PACKAGES:-}" ]; then
     # shellcheck disable=SC2206
@@ -99,5 +101,19 @@ for dev in /dev/fuse /dev/net/tun; do
         chmod 0666 "$dev"
     fi
 done
+
+# Python build tools for the rootbox module (maturin) and its checks (mypy's stubtest),
+# in a virtualenv of the system python that every user can read and run.
+PYENV=${ROOTBOX_PYENV:-/opt/rootbox-py}
+if [ ! -x "$PYENV/bin/maturin" ] || [ ! -x "$PYENV/bin/stubtest" ] || [ ! -x "$PYENV/bin/pytest" ]; then
+    log "creating $PYENV (maturin, mypy, pytest)"
+    /usr/bin/python3 -m venv "$PYENV" || die "python3 -m venv $PYENV failed (package python3-venv)"
+    "$PYENV/bin/pip" install -q --disable-pip-version-check \
+        'maturin>=1.5,<2' 'mypy>=1.10' 'pytest>=7' 'pytest-timeout>=2' \
+        || die "pip install into $PYENV failed"
+    chmod -R a+rX "$PYENV"
+else
+    log "python tools present in $PYENV"
+fi
 
 log "done (test user: $TEST_USER, subids ${SUBID_START}+${SUBID_COUNT})"

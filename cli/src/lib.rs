@@ -1,6 +1,8 @@
 //! What both command lines share: error reporting, signal forwarding and the terminal proxy.
 //! No container logic lives here; that is all in `rootbox_core`.
 
+pub mod images;
+
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
@@ -179,22 +181,31 @@ fn write_fd(fd: RawFd, mut data: &[u8]) -> std::io::Result<()> {
 /// Runs a foreground container to its end: forwards signals (through `forwarder`, installed
 /// before the launch), relays the terminal, waits, and returns the exit code.
 pub fn wait_foreground(
-    mut running: rootbox_core::container::run::Running,
+    running: rootbox_core::container::run::Running,
     forwarder: SignalForwarder,
     remove: bool,
 ) -> Result<i32, rootbox_core::Error> {
+    Ok(wait_foreground_exit(running, forwarder, remove)?.code)
+}
+
+/// [`wait_foreground`], also telling whether the OOM killer struck.
+pub fn wait_foreground_exit(
+    mut running: rootbox_core::container::run::Running,
+    forwarder: SignalForwarder,
+    remove: bool,
+) -> Result<rootbox_core::container::run::Exit, rootbox_core::Error> {
     let pid = running.pid();
     let pty = running.take_pty();
     let raw = pty.as_ref().and_then(|_| RawMode::enable(0));
     forwarder.set_target(pid, pty.as_ref().map(|p| p.as_raw_fd()));
     let output = pty.map(proxy_pty);
-    let code = running.wait(remove);
+    let exit = running.wait_exit(remove);
     if let Some(t) = output {
         let _ = t.join();
     }
     drop(forwarder);
     drop(raw);
-    Ok(code?)
+    Ok(exit?)
 }
 
 /// An fd for /dev/null, for a container without stdin.

@@ -2,10 +2,13 @@
 
 use std::path::Path;
 
+use crate::cgroup::CgroupError;
 use crate::container::{ContainerError, StateError};
 use crate::idmap::IdMapError;
+use crate::image::ImageError;
 use crate::launch::LaunchError;
 use crate::network::NetworkError;
+use crate::rootfs::RootfsError;
 use crate::seccomp::SeccompError;
 use crate::spec::SpecError;
 
@@ -23,6 +26,12 @@ pub enum Error {
     Seccomp(#[from] SeccompError),
     #[error(transparent)]
     Network(#[from] NetworkError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
 }
 
 impl From<ContainerError> for Error {
@@ -32,6 +41,8 @@ impl From<ContainerError> for Error {
             ContainerError::Spec(e) => Error::Spec(e),
             ContainerError::Launch(e) => Error::Launch(e),
             ContainerError::Network(e) => Error::Network(e),
+            ContainerError::Cgroup(e) => Error::Cgroup(e),
+            ContainerError::Rootfs(e) => Error::Rootfs(e),
         }
     }
 }
@@ -43,6 +54,9 @@ impl Error {
             Error::Launch(e) => e.errno(),
             Error::State(StateError::Io { source, .. }) => source.raw_os_error(),
             Error::Spec(SpecError::Read { source, .. }) => source.raw_os_error(),
+            Error::Image(e) => e.errno(),
+            Error::Cgroup(e) => e.errno(),
+            Error::Rootfs(e) => e.errno(),
             _ => None,
         }
     }
@@ -57,6 +71,9 @@ impl Error {
             | Error::Spec(SpecError::Parse { path, .. })
             | Error::Spec(SpecError::NoRootfs { path })
             | Error::Spec(SpecError::NoBindSource { path }) => Some(path),
+            Error::Image(e) => e.path(),
+            Error::Cgroup(e) => e.path(),
+            Error::Rootfs(e) => e.path(),
             _ => None,
         }
     }
@@ -73,6 +90,11 @@ impl Error {
     /// Whether the error means "no such container".
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::State(StateError::NotFound(_)))
+    }
+
+    /// Whether the error means "no such image".
+    pub fn is_image_not_found(&self) -> bool {
+        matches!(self, Error::Image(ImageError::NotFound(_)))
     }
 }
 

@@ -39,9 +39,15 @@ pub struct IdMappingInfo {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OverlayInfo {
-    /// Kernel >= 5.11 mounts overlayfs inside a user namespace.
+    /// The kernel mounts overlayfs inside a user namespace, whiteouts included (probed once
+    /// per kernel release, cached in the store).
     pub kernel_userns_overlay: bool,
+    /// What the probe found ("ok" or what failed).
+    pub probe: String,
+    pub probe_cache: Option<PathBuf>,
     pub fuse_overlayfs: Option<PathBuf>,
+    /// What `--storage-driver auto` uses here.
+    pub storage_driver: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,13 +55,33 @@ pub struct CgroupInfo {
     /// `v2`, `hybrid`, `v1` or `none`.
     pub version: String,
     pub cgroup2_mount: Option<PathBuf>,
+    /// Controllers on cgroup v1 hierarchies (hybrid and v1 hosts).
+    pub v1_controllers: Vec<String>,
     /// This process's cgroup v2 path.
     pub current: Option<String>,
-    /// The nearest cgroup (this one or an ancestor) the user may manage.
+    /// The root of the delegated subtree holding this process's cgroup (the user may manage it).
     pub delegated: Option<PathBuf>,
     /// Controllers available in the delegated cgroup.
     pub controllers: Vec<String>,
+    /// Controllers already enabled for its children.
+    pub enabled: Vec<String>,
+    /// Whether systemd's user manager looks reachable (for `--cgroup-manager systemd`).
+    pub systemd_user: bool,
+    /// What `--cgroup-manager auto` uses here: `cgroupfs`, `systemd` or `none`.
+    pub manager: String,
+    /// Per limit: whether it can be enforced, and why not.
+    pub limits: Vec<LimitInfo>,
     pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitInfo {
+    pub controller: String,
+    /// The options it backs.
+    pub options: String,
+    pub enforceable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,83 +112,74 @@ pub fn kernel_version(release: &str) -> (u32, u32) {
     (major, minor)
 }
 
-/// Mount points of a filesystem type, from /proc/self/mountinfo.
-fn mounts_of(fstype: &str) -> Vec<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let t = right.split(' ').next()?;
-            if t == fstype {
-                Some(PathBuf::from(left.split(' ').nth(4)?))
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
-fn owned_by_me(p: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    std::fs::metadata(p)
-        .map(|m| m.uid() == uid)
-        .unwrap_or(false)
-}
-
 fn cgroup_info() -> CgroupInfo {
-    let v2 = mounts_of("cgroup2");
-    let v1 = mounts_of("cgroup");
-    let mount = v2.first().cloned();
-    let version = match (&mount, v1.is_empty()) {
-        (Some(m), true) if m == Path::new("/sys/fs/cgroup") => "v2",
-        (Some(_), false) => "hybrid",
-        (Some(_), true) => "v2",
-        (None, false) => "v1",
-        (None, true) => "none",
-    }
-    .to_string();
-    let current = std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(String::from))
-        });
-    let mut delegated = None;
-    let mut controllers = Vec::new();
-    if let (Some(m), Some(cur)) = (&mount, &current) {
-        let mut dir = m.join(cur.trim_start_matches('/'));
-        loop {
-            if owned_by_me(&dir.join("cgroup.procs"))
-                && owned_by_me(&dir.join("cgroup.subtree_control"))
-            {
-                controllers = std::fs::read_to_string(dir.join("cgroup.controllers"))
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect();
-                delegated = Some(dir);
-                break;
-            }
-            if dir == *m || !dir.pop() || !dir.starts_with(m) {
-                break;
-            }
+    use crate::cgroup::{Discovery, Layout};
+    let d = Discovery::probe();
+    let manager = match (d.layout, &d.delegated, d.systemd_user) {
+        (Layout::V2, Some(_), _) => "cgroupfs",
+        (Layout::V2, None, true) => "systemd",
+        _ => "none",
+    };
+    let systemd_ok = manager == "systemd";
+    let limits: Vec<LimitInfo> = [
+        ("memory", "--memory --memory-swap --memory-reservation"),
+        ("cpu", "--cpus --cpu-period --cpu-quota --cpu-shares"),
+        ("cpuset", "--cpuset-cpus --cpuset-mems"),
+        ("pids", "--pids-limit"),
+        ("io", "--blkio-weight"),
+    ]
+    .iter()
+    .map(|(c, opts)| {
+        // Through systemd, what the scope gets is only known once it exists.
+        let reason = if systemd_ok { None } else { d.why_not(c) };
+        LimitInfo {
+            controller: c.to_string(),
+            options: opts.to_string(),
+            enforceable: reason.is_none(),
+            reason,
         }
-    }
-    let note = match (version.as_str(), &delegated, controllers.is_empty()) {
-        ("v2", Some(_), false) => "resource limits are enforced through the delegated cgroup".to_string(),
-        ("hybrid", _, _) => "hybrid cgroup host: the cpu, memory and pids controllers are on cgroup v1, which cannot be delegated to a user; containers run, but a resource limit is refused with an error".to_string(),
-        ("v1", _, _) => "cgroup v1 host: containers run, but resource limits need cgroup v2 with delegation".to_string(),
-        (_, None, _) => "no cgroup is delegated to this user: containers run without limits; ask for delegation (systemd: Delegate=yes on user@.service)".to_string(),
-        _ => "the delegated cgroup has no controllers: limits cannot be enforced; enable them with systemd's Delegate=cpu memory pids io".to_string(),
+    })
+    .collect();
+    let missing: Vec<String> = limits
+        .iter()
+        .filter(|l| !l.enforceable)
+        .map(|l| l.controller.clone())
+        .collect();
+    let note = match (d.layout, manager) {
+        (Layout::Hybrid, _) => format!(
+            "hybrid cgroup host: the resource controllers ({}) are on cgroup v1, which cannot be delegated to a user; containers run, but asking for a limit is an error (or a warning with --cgroup-limits=best-effort). To fix: {}",
+            d.v1_controllers.join(" "),
+            d.how_to_fix(&missing)
+        ),
+        (Layout::V1, _) => format!(
+            "cgroup v1 host: containers run, but resource limits need cgroup v2 with delegation. To fix: {}",
+            d.how_to_fix(&missing)
+        ),
+        (Layout::None, _) => "no cgroup filesystem: containers run without limits".to_string(),
+        (_, "systemd") => "the current cgroup is not delegated: rootbox asks systemd's user manager for a delegated scope per container (what it may limit depends on user@.service's Delegate=)".to_string(),
+        (_, "none") => format!(
+            "no cgroup is delegated to this user: containers run without a cgroup, and asking for a limit is an error. To fix: {}",
+            d.how_to_fix(&["cpu".into(), "memory".into(), "pids".into()])
+        ),
+        _ if missing.is_empty() => "every limit is enforced through the delegated cgroup".to_string(),
+        _ => format!(
+            "limits on {} are enforced through the delegated cgroup; {} cannot be. To fix: {}",
+            limits.iter().filter(|l| l.enforceable).map(|l| l.controller.as_str()).collect::<Vec<_>>().join(" "),
+            missing.join(" "),
+            d.how_to_fix(&missing)
+        ),
     };
     CgroupInfo {
-        version,
-        cgroup2_mount: mount,
-        current,
-        delegated,
-        controllers,
+        version: d.layout.to_string(),
+        cgroup2_mount: d.cgroup2_mount.clone(),
+        v1_controllers: d.v1_controllers.clone(),
+        current: d.current.clone(),
+        delegated: d.delegated.clone(),
+        controllers: d.available.clone(),
+        enabled: d.enabled.clone(),
+        systemd_user: d.systemd_user,
+        manager: manager.to_string(),
+        limits,
         note,
     }
 }
@@ -200,9 +217,15 @@ pub fn host_info() -> HostInfo {
             subgid_range: idmap::subid_range(Path::new("/etc/subgid"), user.as_deref(), uid, want),
             ownership_squashed: single,
         },
-        overlay: OverlayInfo {
-            kernel_userns_overlay: kernel_version(&kernel) >= (5, 11),
-            fuse_overlayfs: idmap::find_helper("fuse-overlayfs"),
+        overlay: {
+            let probe = crate::rootfs::overlay::probe_cached();
+            OverlayInfo {
+                kernel_userns_overlay: probe.works,
+                probe: probe.detail,
+                probe_cache: probe.cache,
+                fuse_overlayfs: idmap::find_helper("fuse-overlayfs"),
+                storage_driver: crate::rootfs::Driver::Auto.resolve().to_string(),
+            }
         },
         cgroup: cgroup_info(),
         network_default: match crate::network::default_mode() {
@@ -261,36 +284,61 @@ impl HostInfo {
             );
         }
         s.push_str(&format!(
-            "overlay:           kernel overlayfs in a user namespace: {}; fuse-overlayfs: {}\n",
+            "overlay:           kernel overlayfs in a user namespace: {}{}; fuse-overlayfs: {}\n",
             yn(self.overlay.kernel_userns_overlay),
+            if self.overlay.kernel_userns_overlay {
+                String::new()
+            } else {
+                format!(" ({})", self.overlay.probe)
+            },
             self.overlay
                 .fuse_overlayfs
                 .as_ref()
                 .map_or("not installed".into(), |p| p.display().to_string())
         ));
-        s.push_str(&format!("cgroup version:    {}\n", self.cgroup.version));
-        if let Some(m) = &self.cgroup.cgroup2_mount {
+        s.push_str(&format!(
+            "storage driver:    {} (for layered root filesystems)\n",
+            self.overlay.storage_driver
+        ));
+        let c = &self.cgroup;
+        s.push_str(&format!("cgroup version:    {}\n", c.version));
+        if let Some(m) = &c.cgroup2_mount {
             s.push_str(&format!("  cgroup2 mount:   {}\n", m.display()));
         }
-        if let Some(c) = &self.cgroup.current {
-            s.push_str(&format!("  current cgroup:  {c}\n"));
+        if !c.v1_controllers.is_empty() {
+            s.push_str(&format!(
+                "  v1 controllers:  {}\n",
+                c.v1_controllers.join(" ")
+            ));
+        }
+        if let Some(cur) = &c.current {
+            s.push_str(&format!("  current cgroup:  {cur}\n"));
         }
         s.push_str(&format!(
             "  delegated:       {}\n",
-            self.cgroup
-                .delegated
+            c.delegated
                 .as_ref()
                 .map_or("none".into(), |p| p.display().to_string())
         ));
-        s.push_str(&format!(
-            "  controllers:     {}\n",
-            if self.cgroup.controllers.is_empty() {
-                "none".into()
+        let words = |v: &Vec<String>| {
+            if v.is_empty() {
+                "none".to_string()
             } else {
-                self.cgroup.controllers.join(" ")
+                v.join(" ")
             }
-        ));
-        s.push_str(&format!("  note:            {}\n", self.cgroup.note));
+        };
+        s.push_str(&format!("  controllers:     {}\n", words(&c.controllers)));
+        s.push_str(&format!("  manager:         {}\n", c.manager));
+        s.push_str("  limits:\n");
+        for l in &c.limits {
+            s.push_str(&format!(
+                "    {:<8} {:<4} {}\n",
+                l.controller,
+                if l.enforceable { "yes" } else { "no" },
+                l.reason.as_deref().unwrap_or(&l.options)
+            ));
+        }
+        s.push_str(&format!("  note:            {}\n", c.note));
         s.push_str(&format!("network default:   {}\n", self.network_default));
         if let Some(n) = &self.network_note {
             s.push_str(&format!("  note:            {n}\n"));

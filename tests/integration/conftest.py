@@ -297,3 +297,81 @@ def make_bundle(bins, base_rootfs, tmp_path):
         return b
 
     return make
+
+
+class Lifecycle:
+    """`rootbox` with a private state directory (ROOTBOX_STATE_DIR), for the lifecycle tests:
+    lc(*args, **run_kwargs) -> Result; lc.json(*args) parses stdout; lc.inspect(ref) -> dict."""
+
+    def __init__(self, bins, state_dir: pathlib.Path, xdg: str):
+        self.bins = bins
+        self.dir = state_dir
+        self.env = {"ROOTBOX_STATE_DIR": str(state_dir), "XDG_RUNTIME_DIR": xdg}
+
+    def __call__(self, *args, env=None, **kw):
+        e = dict(self.env)
+        e.update(env or {})
+        return run([self.bins.rootbox, *args], env=e, **kw)
+
+    def argv(self, *args):
+        return [str(self.bins.rootbox), *map(str, args)]
+
+    def inspect(self, ref):
+        r = self("inspect", ref)
+        assert r.rc == 0, r
+        data = json.loads(r.out)
+        assert isinstance(data, list) and len(data) == 1, r
+        return data[0]
+
+    def monitor_pids(self):
+        """Live rootbox-monitor processes of this state directory."""
+        found = []
+        for p in processes_using([self.dir]):
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"rootbox-monitor") and alive(p):
+                found.append(p)
+        return found
+
+
+@pytest.fixture
+def lc(bins, xdg_runtime_dir):
+    """A Lifecycle helper with a fresh state directory. At teardown every container left is
+    removed with `rm -f`; a monitor still running after that fails the test."""
+    monitor = bins.dir / "rootbox-monitor"
+    if not os.access(monitor, os.X_OK):
+        pytest.fail(f"{monitor} not found or not executable: run `make build`", pytrace=False)
+    d = pathlib.Path(tempfile.mkdtemp(prefix="rblc-", dir="/tmp"))
+    os.chmod(d, 0o700)
+    _test_paths.append(d)
+    h = Lifecycle(bins, d, xdg_runtime_dir)
+    yield h
+    problems = []
+    try:
+        r = h("ps", "-aq", "--no-trunc", timeout=10)
+        for cid in r.out.split():
+            rr = h("rm", "-f", cid, timeout=20)
+            if rr.rc != 0:
+                problems.append(f"rm -f {cid} failed:{rr}")
+    except AssertionError as e:
+        problems.append(f"cleanup: {e}")
+    left = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = h.monitor_pids()
+        if not left:
+            break
+        time.sleep(0.05)
+    for p in left:
+        try:
+            os.kill(p, 9)
+        except OSError:
+            pass
+    shutil.rmtree(d, ignore_errors=True)
+    if left:
+        problems.append(f"monitor processes left after rm -f of every container: {left}")
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)

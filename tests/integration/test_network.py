@@ -53,16 +53,19 @@ def fetch(port, path="/", timeout=10.0):
 
 
 def state_of(xdg, name):
-    """The container's recorded state, once it has its network recorded (the command may run
-    a moment before the launcher writes the record)."""
+    """The recorded state of the container named NAME (its directory is named by its id), once
+    it has its network recorded (the command may run a moment before the launcher writes the
+    record)."""
 
     def read():
-        try:
-            with open(pathlib.Path(xdg) / "rootbox" / name / "state.json") as f:
-                st = json.load(f)
-        except (OSError, ValueError):
-            return None
-        return st if "network" in st else None
+        for f in (pathlib.Path(xdg) / "rootbox").glob("*/state.json"):
+            try:
+                st = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            if st.get("name") == name and "network" in st:
+                return st
+        return None
 
     return wait_until(read, 5, what=f"container {name}'s network in its state")
 
@@ -297,7 +300,7 @@ def test_containers_on_a_user_network_reach_each_other_by_name(rootbox, user_net
     assert r.lines[0] == "hello-by-name", r
     assert r.lines[1].split() == [info["IPAddress"], web], r
     # The network lists the running member; removing it while in use is refused.
-    assert [c["id"] for c in net_info(rootbox, net)["Containers"]] == [web]
+    assert [c["name"] for c in net_info(rootbox, net)["Containers"]] == [web]
     r = rootbox("network", "rm", net)
     assert r.rc != 0 and "in use" in r.err and web in r.err, r
 
@@ -376,3 +379,93 @@ def test_user_network_restarts_when_its_process_died(rootbox, user_network, box)
     assert info2["Running"] and info2["InfraPid"] != info["InfraPid"], info2
     old_helper = info["HelperPid"]
     wait_until(lambda: not alive(old_helper), 5, what="the old helper to be stopped")
+
+
+# --- detached containers (run -d: the monitor attaches the network) -----------------------
+
+
+@pytest.mark.parametrize("helper", HELPERS)
+def test_detached_published_port_port_inspect_and_rm_kills_the_helper(lc, rootfs, helper):
+    need(helper)
+    port = free_port()
+    name = uniq("dweb")
+    r = lc("run", "-d", "--init", "--network", helper, "--name", name, "-p", f"{port}:80",
+           "--rootfs", rootfs, "--", "sh", "-c", HTTPD.format(msg=f"detached-{helper}"))
+    assert r.rc == 0, r
+    cid = r.out.strip()
+    assert fetch(port).strip() == f"detached-{helper}"
+
+    r = lc("port", name)
+    assert r.rc == 0, r
+    assert r.lines == [f"80/tcp -> 127.0.0.1:{port}"], r
+    info = lc.inspect(name)
+    ns = info["NetworkSettings"]
+    assert ns["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}, ns
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", ns["IPAddress"]), ns
+    assert info["HostConfig"]["NetworkMode"] == helper, info["HostConfig"]
+    # The address inspect shows is the container's own.
+    r = lc("exec", name, "ip", "-o", "-4", "addr", "show")
+    assert r.rc == 0 and f"inet {ns['IPAddress']}/" in r.out, r
+    r = lc("exec", name, "cat", "/etc/hosts")
+    assert r.rc == 0 and f"{ns['IPAddress']}\t" in r.out and name in r.out, r
+    r = lc("ps")
+    assert f"80/tcp -> 127.0.0.1:{port}" in r.out, r
+
+    with open(lc.dir / cid / "state.json") as f:
+        helper_pid = json.load(f)["network"]["helper"]["pid"]
+    assert alive(helper_pid)
+    # The helper is the monitor's, not the CLI's that ran `run -d` (long gone).
+    with open(f"/proc/{helper_pid}/stat") as f:
+        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    assert ppid == info["Monitor"]["Pid"], (ppid, info["Monitor"])
+
+    r = lc("rm", "-f", name)
+    assert r.rc == 0, r
+    wait_until(lambda: not alive(helper_pid), 5, what=f"{helper} (pid {helper_pid}) to exit")
+    wait_until(lambda: _bindable(port), 5, what=f"port {port} to be released")
+
+
+def test_detached_stop_frees_the_port_and_start_publishes_it_again(lc, rootfs):
+    if not (have("pasta") or have("slirp4netns")):
+        pytest.skip("no helper installed")
+    port = free_port()
+    name = uniq("dre")
+    r = lc("run", "-d", "--init", "--name", name, "-p", f"{port}:80", "--rootfs", rootfs,
+           "--", "sh", "-c", HTTPD.format(msg="again"))
+    assert r.rc == 0, r
+    assert fetch(port).strip() == "again"
+    r = lc("stop", "-t", "5", name)
+    assert r.rc == 0, r
+    wait_until(lambda: _bindable(port), 5, what=f"port {port} to be released")
+    assert lc("port", name).out.strip() == "", "a stopped container publishes nothing"
+    assert lc.inspect(name)["NetworkSettings"]["IPAddress"] == ""
+    r = lc("start", name)
+    assert r.rc == 0, r
+    assert fetch(port).strip() == "again"
+    assert lc("port", name).lines == [f"80/tcp -> 127.0.0.1:{port}"]
+
+
+def test_detached_on_a_user_network_resolves_peers(lc, rootfs):
+    if not (have("pasta") or have("slirp4netns")):
+        pytest.skip("no helper installed")
+    # Made in lc's state dir, where its containers are.
+    net = uniq("rbnet")
+    r = lc("network", "create", net)
+    assert r.rc == 0, r
+    try:
+        a, b = uniq("da"), uniq("db")
+        for n in (a, b):
+            r = lc("run", "-d", "--network", net, "--name", n, "--rootfs", rootfs, "--", "sleep", "60")
+            assert r.rc == 0, r
+        # The first member's hosts file was rewritten in place when the second joined.
+        r = lc("exec", a, "cat", "/etc/hosts")
+        assert r.rc == 0 and re.search(rf"^\S+\t{b}$", r.out, re.M), r
+        assert lc.inspect(a)["NetworkSettings"]["Networks"][net]["IPAddress"], lc.inspect(a)
+        r = lc("rm", "-f", b)
+        assert r.rc == 0, r
+        r = lc("exec", a, "cat", "/etc/hosts")
+        assert r.rc == 0 and b not in r.out, r
+    finally:
+        for n in lc("ps", "-aq").out.split():
+            lc("rm", "-f", n)
+        lc("network", "rm", "--force", net)

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Prepare the VM (as root) and run the harness smoke test in it; non-zero on any failure.
+# Prepare the VM (as root), run the harness smoke test in it, then rootbox's cgroup tests
+# (cgroup-test.sh) with the built binaries and a busybox rootfs; non-zero on any failure.
 # Extra arguments go to run.sh (e.g. --timeout 600, --kernel-log).
+#
+# Environment: ROOTBOX_BIN (directory with rootbox and rootbox-runtime, default
+# <repo>/target/release: `cargo build --release` first).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+bin=${ROOTBOX_BIN:-$repo/target/release}
 
 "$here/prepare.sh"
+
+failed=0
 start=$(date +%s)
 if "$here/run.sh" --test "$here/smoke-test.sh" "$@"; then
     echo "vm/check: smoke test passed ($(( $(date +%s) - start ))s boot + test)"
@@ -13,3 +21,32 @@ else
     echo "vm/check: FAIL: smoke test failed (status $rc)" >&2
     exit "$rc"
 fi
+
+for b in rootbox rootbox-runtime; do
+    if [ ! -x "$bin/$b" ]; then
+        echo "vm/check: FAIL: $bin/$b not found: run 'cargo build --release' (or set ROOTBOX_BIN)" >&2
+        exit 1
+    fi
+done
+bin=$(cd "$bin" && pwd)
+case $bin in
+    /tmp/*|/run/*|/home/*|/dev/*|/proc/*|/sys/*)
+        echo "vm/check: FAIL: $bin is hidden by a mount in the VM: use binaries outside /tmp, /run, /home" >&2
+        exit 1 ;;
+esac
+work=$(mktemp -d "${TMPDIR:-/tmp}/rootbox-vmcheck.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+"$repo/tests/lib/mk-busybox-rootfs.sh" "$work/rootfs" >/dev/null
+
+start=$(date +%s)
+if "$here/run.sh" --bin "$bin/rootbox" --bin "$bin/rootbox-runtime" \
+    --file "$work/rootfs:/opt/rootbox-rootfs" \
+    --env ROOTBOX="$bin/rootbox" --env ROOTBOX_RUNTIME="$bin/rootbox-runtime" \
+    --env ROOTFS=/opt/rootbox-rootfs --test "$here/cgroup-test.sh" "$@"; then
+    echo "vm/check: cgroup tests passed ($(( $(date +%s) - start ))s boot + test)"
+else
+    rc=$?
+    echo "vm/check: FAIL: cgroup tests failed (status $rc)" >&2
+    failed=$rc
+fi
+exit "$failed"

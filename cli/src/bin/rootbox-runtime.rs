@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
 use rootbox_cli::{wait_foreground, SignalForwarder};
+use rootbox_core::cgroup::LinuxResources;
+use rootbox_core::cgroup::{CgroupOptions, Manager};
 use rootbox_core::container::{self, create::CreateOptions, state::StateRoot, Container};
 use rootbox_core::{spec, Error};
 
@@ -60,9 +62,57 @@ impl Log {
     }
 }
 
+/// runc's `update` takes sizes such as `64m` and negative numbers as values (`--memory-swap -1`);
+/// liboci-cli wants bytes: the values are converted (an unparseable one is left for clap to
+/// report).
+fn update_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let Some(verb) = args.iter().position(|a| a == "update") else {
+        return args;
+    };
+    let sizes = [
+        "--memory",
+        "--memory-reservation",
+        "--memory-swap",
+        "--kernel-memory",
+    ];
+    let numbers = ["--pids-limit", "--cpu-quota", "--cpu-rt-runtime"];
+    let mut out: Vec<std::ffi::OsString> = args[..=verb].to_vec();
+    let mut it = args[verb + 1..].iter();
+    while let Some(a) = it.next() {
+        let text = a.to_string_lossy().into_owned();
+        let (flag, value) = match text.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (text.clone(), None),
+        };
+        if !sizes.contains(&flag.as_str()) && !numbers.contains(&flag.as_str()) {
+            out.push(a.clone());
+            continue;
+        }
+        let value = match value {
+            Some(v) => v,
+            None => match it.next() {
+                Some(v) => v.to_string_lossy().into_owned(),
+                None => {
+                    out.push(a.clone());
+                    continue;
+                }
+            },
+        };
+        let value = if sizes.contains(&flag.as_str()) && value != "-1" {
+            rootbox_core::cgroup::parse_size(&value)
+                .map(|b| b.to_string())
+                .unwrap_or(value)
+        } else {
+            value
+        };
+        out.push(format!("{flag}={value}").into());
+    }
+    out
+}
+
 /// Parses the command line; `kill ID` without a signal means SIGTERM, as with runc.
 fn parse() -> Opts {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args: Vec<std::ffi::OsString> = update_args(std::env::args_os().collect());
     match Opts::try_parse_from(&args) {
         Ok(o) => o,
         Err(e)
@@ -88,7 +138,14 @@ fn main() {
         .root
         .clone()
         .unwrap_or_else(|| StateRoot::default_path("rootbox-runtime"));
-    let code = match dispatch(opts.cmd, &root_path) {
+    let cgroup = match cgroup_options(opts.global.systemd_cgroup) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{PROG}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match dispatch(opts.cmd, &root_path, cgroup) {
         Ok(code) => code,
         Err(e) => {
             let msg = e.to_string();
@@ -102,6 +159,23 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `--systemd-cgroup` (or ROOTBOX_CGROUP_MANAGER), and the limit policy from
+/// ROOTBOX_CGROUP_LIMITS (a config's `io.rootbox.cgroup-limits` annotation wins).
+fn cgroup_options(systemd: bool) -> Result<CgroupOptions, Error> {
+    let manager = if systemd {
+        Manager::Systemd
+    } else {
+        std::env::var("ROOTBOX_CGROUP_MANAGER")
+            .unwrap_or_default()
+            .parse()?
+    };
+    Ok(CgroupOptions {
+        manager,
+        ..Default::default()
+    }
+    .with_env()?)
 }
 
 fn root(path: &Path) -> Result<StateRoot, Error> {
@@ -120,7 +194,7 @@ fn preserve(n: i32) -> u32 {
     n.max(0) as u32
 }
 
-fn dispatch(cmd: SubCommand, root_path: &Path) -> Result<i32, Error> {
+fn dispatch(cmd: SubCommand, root_path: &Path, cgroup: CgroupOptions) -> Result<i32, Error> {
     match cmd {
         SubCommand::Standard(cmd) => {
             match *cmd {
@@ -133,6 +207,7 @@ fn dispatch(cmd: SubCommand, root_path: &Path) -> Result<i32, Error> {
                         pid_file: c.pid_file,
                         preserve_fds: preserve(c.preserve_fds),
                         no_pivot: c.no_pivot,
+                        cgroup,
                         ..Default::default()
                     };
                     container::create::create(&root, &c.container_id, &spec, &opts)?;
@@ -165,7 +240,7 @@ fn dispatch(cmd: SubCommand, root_path: &Path) -> Result<i32, Error> {
                 }
             }
         }
-        SubCommand::Common(cmd) => common(*cmd, root_path),
+        SubCommand::Common(cmd) => common(*cmd, root_path, cgroup),
     }
 }
 
@@ -173,7 +248,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
+fn common(cmd: CommonCmd, root_path: &Path, cgroup: CgroupOptions) -> Result<i32, Error> {
     match cmd {
         CommonCmd::Run(r) => {
             let root = root(root_path)?;
@@ -185,6 +260,7 @@ fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
                 preserve_fds: preserve(r.preserve_fds),
                 no_pivot: r.no_pivot,
                 kill_on_parent_death: !r.detach,
+                cgroup,
                 ..Default::default()
             };
             if r.detach {
@@ -367,10 +443,20 @@ fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
             println!("{}", to_json(&features()));
             Ok(0)
         }
-        CommonCmd::Pause(p) => Err(unsupported_cgroup("pause", &p.container_id)),
-        CommonCmd::Resume(p) => Err(unsupported_cgroup("resume", &p.container_id)),
-        CommonCmd::Update(u) => Err(unsupported_cgroup("update", &u.container_id)),
-        CommonCmd::Events(e) => Err(unsupported_cgroup("events", &e.container_id)),
+        CommonCmd::Pause(p) => {
+            container::pause::pause(&root(root_path)?, &p.container_id)?;
+            Ok(0)
+        }
+        CommonCmd::Resume(p) => {
+            container::pause::resume(&root(root_path)?, &p.container_id)?;
+            Ok(0)
+        }
+        CommonCmd::Update(u) => {
+            let resources = update_resources(&u)?;
+            container::update::update(&root(root_path)?, &u.container_id, &resources)?;
+            Ok(0)
+        }
+        CommonCmd::Events(e) => events(&root(root_path)?, &e),
         CommonCmd::Checkpointt(c) => Err(container::StateError::Other(format!(
             "checkpoint of {:?}: checkpoint/restore is not supported by rootbox",
             c.container_id
@@ -379,11 +465,121 @@ fn common(cmd: CommonCmd, root_path: &Path) -> Result<i32, Error> {
     }
 }
 
-fn unsupported_cgroup(verb: &str, id: &str) -> Error {
-    container::StateError::Other(format!(
-        "{verb} {id:?}: needs a delegated cgroup v2 (the freezer and resource controllers); see `rootbox info` for this host's cgroup layout"
-    ))
-    .into()
+/// The resources of `update`: `-r FILE` (`-` for stdin) or the flags.
+fn update_resources(u: &liboci_cli::Update) -> Result<LinuxResources, Error> {
+    if let Some(path) = &u.resources {
+        let text = if path.as_os_str() == "-" {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).map_err(|e| {
+                spec::SpecError::Read {
+                    path: path.clone(),
+                    source: e,
+                }
+            })?;
+            t
+        } else {
+            std::fs::read_to_string(path).map_err(|e| spec::SpecError::Read {
+                path: path.clone(),
+                source: e,
+            })?
+        };
+        return Ok(
+            serde_json::from_str(&text).map_err(|e| spec::SpecError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+        );
+    }
+    let mut r = serde_json::Map::new();
+    let mut memory = serde_json::Map::new();
+    if let Some(m) = u.memory {
+        memory.insert("limit".into(), m.into());
+    }
+    if let Some(m) = u.memory_reservation {
+        memory.insert("reservation".into(), m.into());
+    }
+    if let Some(m) = u.memory_swap {
+        memory.insert("swap".into(), m.into());
+    }
+    if !memory.is_empty() {
+        r.insert("memory".into(), memory.into());
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(v) = u.cpu_share {
+        cpu.insert("shares".into(), v.into());
+    }
+    if let Some(v) = u.cpu_quota {
+        cpu.insert("quota".into(), v.into());
+    }
+    if let Some(v) = u.cpu_period {
+        cpu.insert("period".into(), v.into());
+    }
+    if let Some(v) = &u.cpuset_cpus {
+        cpu.insert("cpus".into(), v.clone().into());
+    }
+    if let Some(v) = &u.cpuset_mems {
+        cpu.insert("mems".into(), v.clone().into());
+    }
+    if u.cpu_rt_period.is_some() || u.cpu_rt_runtime.is_some() {
+        return Err(rootbox_core::cgroup::CgroupError::Invalid(
+            "--cpu-rt-period/--cpu-rt-runtime: realtime CPU limits do not exist in cgroup v2"
+                .into(),
+        )
+        .into());
+    }
+    if u.l3_cache_schema.is_some() || u.mem_bw_schema.is_some() {
+        return Err(rootbox_core::cgroup::CgroupError::Invalid(
+            "--l3-cache-schema/--mem-bw-schema: Intel RDT is not supported".into(),
+        )
+        .into());
+    }
+    if !cpu.is_empty() {
+        r.insert("cpu".into(), cpu.into());
+    }
+    if let Some(p) = u.pids_limit {
+        r.insert("pids".into(), serde_json::json!({ "limit": p }));
+    }
+    if let Some(w) = u.blkio_weight {
+        r.insert("blockIO".into(), serde_json::json!({ "weight": w }));
+    }
+    if r.is_empty() {
+        return Err(spec::SpecError::Invalid(
+            "update: no new limit given (use -r FILE or flags such as --memory 64m)".into(),
+        )
+        .into());
+    }
+    Ok(serde_json::from_value(serde_json::Value::Object(r))
+        .map_err(|e| spec::SpecError::Invalid(format!("update: {e}")))?)
+}
+
+/// `events`: `--stats` prints one stats event; otherwise a stats event every `--interval`
+/// seconds and an `oom` event whenever the OOM killer strikes, until the container stops.
+fn events(root: &StateRoot, e: &liboci_cli::Events) -> Result<i32, Error> {
+    let c = Container::load(root, &e.container_id)?;
+    let cg = c.require_cgroup("events")?;
+    let stats = rootbox_core::cgroup::Stats::read(&cg);
+    if e.stats {
+        println!("{}", stats.to_runc_event(c.id()));
+        return Ok(0);
+    }
+    let interval = std::time::Duration::from_secs(u64::from(e.interval.max(1)));
+    let mut ooms = stats.oom_kills;
+    let mut next = std::time::Instant::now();
+    let mut out = std::io::stdout();
+    while cg.exists() && c.status() != container::Status::Stopped {
+        let now = rootbox_core::cgroup::Stats::read(&cg);
+        if now.oom_kills > ooms {
+            ooms = now.oom_kills;
+            let _ = writeln!(out, "{}", serde_json::json!({"type": "oom", "id": c.id()}));
+        }
+        if std::time::Instant::now() >= next {
+            let _ = writeln!(out, "{}", now.to_runc_event(c.id()));
+            next += interval;
+        }
+        let _ = out.flush();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(0)
 }
 
 /// The OCI `features` document: what this runtime supports.
@@ -408,7 +604,7 @@ fn features() -> serde_json::Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time"],
             "capabilities": rootbox_core::spec::caps::ALL_CAPS.to_vec(),
-            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false},
+            "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": true},
             "seccomp": {"enabled": true, "actions": seccomp_actions,
                         "operators": ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ",
                                       "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"],

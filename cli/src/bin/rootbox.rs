@@ -1,13 +1,19 @@
 //! `rootbox`: the user command line, docker-like. Each command maps to one `rootbox_core` call.
+//! The lifecycle commands (ps, logs, stop, exec, ...) live in `rootbox/lifecycle.rs`.
+
+#[path = "rootbox/lifecycle.rs"]
+mod lifecycle;
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use rootbox_cli::{die, wait_foreground, SignalForwarder};
+use rootbox_cli::{die, wait_foreground_exit, SignalForwarder};
+use rootbox_core::cgroup::{CgroupOptions, ResourceOptions};
 use rootbox_core::container::{self, create::CreateOptions, state::StateRoot};
 use rootbox_core::idmap::IdMapMode;
 use rootbox_core::network;
+use rootbox_core::rootfs::{Layers, MountRequest, Setup, VolumeStore};
 use rootbox_core::spec::{BindVolume, RunOptions};
 use rootbox_core::Error;
 
@@ -23,6 +29,10 @@ struct Cli {
     /// Directory for container state (default: $XDG_RUNTIME_DIR/rootbox).
     #[arg(long, global = true, env = "ROOTBOX_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Store directory: images and volumes (default: $XDG_DATA_HOME/rootbox, i.e.
+    /// ~/.local/share/rootbox).
+    #[arg(long, global = true, env = "ROOTBOX_ROOT")]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -36,11 +46,160 @@ enum Cmd {
         #[command(subcommand)]
         cmd: NetCmd,
     },
+    /// Create a new container (set up, waiting for `start`).
+    Create(Box<RunArgs>),
+    #[command(flatten)]
+    Lifecycle(lifecycle::LifecycleCmd),
     /// Show what this host offers containers (kernel, id mapping, overlay, cgroups, helpers).
     Info {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Show running containers' resource usage (memory, CPU, pids, OOM kills).
+    Stats(StatsArgs),
+    /// Manage volumes (create, ls, inspect, rm, prune).
+    #[command(subcommand)]
+    Volume(VolumeCmd),
+    #[command(flatten)]
+    Images(rootbox_cli::images::ImageCommands),
+}
+
+/// `rootbox stats`.
+#[derive(Args, Debug)]
+struct StatsArgs {
+    /// Print one sample and exit (default: a sample every second until the containers stop).
+    #[arg(long)]
+    no_stream: bool,
+    /// Output format: table or json (one object per container and sample).
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Container names or ids.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Resource limits and cgroup placement of `rootbox run` (see README: Resource limits).
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// Memory limit: bytes or a size such as 512k, 64m, 1.5g.
+    #[arg(short = 'm', long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    /// Memory plus swap limit (-1: unlimited swap; default: twice --memory).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Memory soft limit (memory.low).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    /// Number of CPUs (e.g. 0.5): cpu.max quota per 100ms period.
+    #[arg(long, allow_hyphen_values = true)]
+    cpus: Option<String>,
+    /// CPU CFS period in microseconds.
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_period: Option<String>,
+    /// CPU CFS quota in microseconds per period (-1: none).
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_quota: Option<String>,
+    /// Relative CPU weight, cgroup v1 style (2-262144, 1024 = default; becomes cpu.weight).
+    #[arg(short = 'c', long, allow_hyphen_values = true)]
+    cpu_shares: Option<String>,
+    /// CPUs the container may run on (e.g. 0-3,7).
+    #[arg(long, allow_hyphen_values = true)]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (e.g. 0).
+    #[arg(long, allow_hyphen_values = true)]
+    cpuset_mems: Option<String>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<String>,
+    /// Block IO weight (10-1000; becomes io.weight).
+    #[arg(long, allow_hyphen_values = true)]
+    blkio_weight: Option<String>,
+    /// Parent cgroup of the container's cgroup (absolute: from the cgroup2 mount; relative:
+    /// from the delegated cgroup).
+    #[arg(long)]
+    cgroup_parent: Option<String>,
+    /// cgroup manager: cgroupfs, systemd or disabled (default: cgroupfs where delegated, else
+    /// systemd's user manager where reachable).
+    #[arg(long, env = "ROOTBOX_CGROUP_MANAGER")]
+    cgroup_manager: Option<String>,
+    /// A limit that this host cannot enforce: strict (refuse to run, the default) or
+    /// best-effort (run without it, with a warning).
+    #[arg(long, env = "ROOTBOX_CGROUP_LIMITS")]
+    cgroup_limits: Option<String>,
+}
+
+impl LimitArgs {
+    fn resources(&self) -> Result<ResourceOptions, Error> {
+        let mut r = ResourceOptions::default();
+        for (flag, value) in [
+            ("memory", &self.memory),
+            ("memory-swap", &self.memory_swap),
+            ("memory-reservation", &self.memory_reservation),
+            ("cpus", &self.cpus),
+            ("cpu-period", &self.cpu_period),
+            ("cpu-quota", &self.cpu_quota),
+            ("cpu-shares", &self.cpu_shares),
+            ("cpuset-cpus", &self.cpuset_cpus),
+            ("cpuset-mems", &self.cpuset_mems),
+            ("pids-limit", &self.pids_limit),
+            ("blkio-weight", &self.blkio_weight),
+        ] {
+            if let Some(v) = value {
+                r.set(flag, v)?;
+            }
+        }
+        Ok(r)
+    }
+
+    fn cgroup_options(&self) -> Result<CgroupOptions, Error> {
+        Ok(CgroupOptions {
+            manager: self.cgroup_manager.as_deref().unwrap_or("").parse()?,
+            policy: self.cgroup_limits.as_deref().unwrap_or("").parse()?,
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum VolumeCmd {
+    /// Create a volume (a random name when none is given) and print its name.
+    Create {
+        name: Option<String>,
+        /// KEY=VALUE metadata.
+        #[arg(long = "label")]
+        label: Vec<String>,
+    },
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Only names.
+        #[arg(short, long)]
+        quiet: bool,
+        /// `json` for a JSON array.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show volumes as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses them).
+    #[command(alias = "remove")]
+    Rm {
+        /// Also remove volumes used by stopped containers.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove unused anonymous volumes (with --all, unused named ones too).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (there is no prompt; accepted for docker compatibility).
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -79,9 +238,20 @@ enum NetCmd {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Root filesystem directory to run in.
+    /// Root filesystem directory to run in (with --rootfs-overlay: the empty directory the
+    /// layers are mounted on, inside the container only).
     #[arg(long)]
     rootfs: PathBuf,
+    /// Advanced: a layered rootfs, lower=BOTTOM:...:TOP,upper=DIR,work=DIR (lowest layer
+    /// first; writes go to upper, which must be on the same filesystem as work).
+    #[arg(long = "rootfs-overlay", value_name = "SPEC")]
+    rootfs_overlay: Option<String>,
+    /// How layers are stacked: overlay (kernel), fuse-overlayfs, vfs (a copy), or auto.
+    #[arg(long = "storage-driver", env = "ROOTBOX_STORAGE_DRIVER")]
+    storage_driver: Option<String>,
+    /// Mount: type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=N].
+    #[arg(long = "mount")]
+    mount: Vec<String>,
     /// Set an environment variable (NAME=VALUE, or NAME to pass the caller's value).
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
@@ -100,7 +270,8 @@ struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     read_only: bool,
-    /// Bind mount HOST:CONTAINER[:ro|rw].
+    /// HOST-PATH:CONTAINER-PATH[:ro], NAME:CONTAINER-PATH[:ro] (named volume) or
+    /// CONTAINER-PATH (anonymous volume).
     #[arg(short = 'v', long = "volume")]
     volume: Vec<String>,
     /// Mount a tmpfs at PATH[:OPTIONS].
@@ -139,12 +310,23 @@ struct RunArgs {
     /// Security options: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
-    /// Container name (used as its id).
+    /// Container name (unique; accepted wherever a container id is).
     #[arg(long)]
     name: Option<String>,
     /// Remove the container when it exits (the default for foreground runs for now).
     #[arg(long)]
     rm: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Run in the background (under a monitor) and print the container id.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Signal `stop` sends first (default SIGTERM).
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long)]
+    stop_timeout: Option<u32>,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
     command: Vec<String>,
@@ -156,9 +338,28 @@ fn main() {
         .state_dir
         .clone()
         .unwrap_or_else(|| StateRoot::default_path("rootbox"));
+    let store = rootbox_core::rootfs::data_root(cli.root.as_deref());
     let code = match cli.cmd {
-        Cmd::Run(args) => run(*args, state_dir),
         Cmd::Network { cmd } => network_cmd(cmd, state_dir),
+        Cmd::Run(args) => run(*args, state_dir, store.clone(), false),
+        Cmd::Create(args) => run(*args, state_dir, store.clone(), true),
+        Cmd::Lifecycle(cmd) => {
+            let exec_like = matches!(
+                cmd,
+                lifecycle::LifecycleCmd::Exec(_)
+                    | lifecycle::LifecycleCmd::Start(_)
+                    | lifecycle::LifecycleCmd::Attach(_)
+            );
+            match lifecycle::dispatch(cmd, &state_dir) {
+                Ok(code) => Ok(code),
+                // Management commands fail with 1, like Docker's; exec/start/attach keep
+                // 125/126/127.
+                Err(e) if !exec_like => die(PROG, &e, 1),
+                Err(e) => Err(e),
+            }
+        }
+        Cmd::Volume(v) => volume(v, &store),
+        Cmd::Images(c) => rootbox_cli::images::run(c, Some(store.clone())),
         Cmd::Info { json } => {
             let info = rootbox_core::info::host_info();
             if json {
@@ -171,6 +372,7 @@ fn main() {
             }
             Ok(0)
         }
+        Cmd::Stats(a) => stats(a, state_dir),
     };
     match code {
         Ok(code) => std::process::exit(code),
@@ -178,7 +380,76 @@ fn main() {
     }
 }
 
-fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
+fn volume(cmd: VolumeCmd, store: &std::path::Path) -> Result<i32, Error> {
+    let vs = VolumeStore::open(store)?;
+    let mut code = 0;
+    match cmd {
+        VolumeCmd::Create { name, label } => {
+            let mut labels = std::collections::BTreeMap::new();
+            for l in label {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                labels.insert(k.to_string(), v.to_string());
+            }
+            let (v, _) = vs.create(name.as_deref(), labels)?;
+            println!("{}", v.name);
+        }
+        VolumeCmd::Ls { quiet, format } => {
+            let list = vs.list()?;
+            match format.as_deref() {
+                Some("json") => match serde_json::to_string_pretty(&list) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => die(PROG, e, 1),
+                },
+                Some(other) => {
+                    eprintln!("{PROG}: unknown --format {other:?} (expected json)");
+                    return Ok(125);
+                }
+                None if quiet => list.iter().for_each(|v| println!("{}", v.name)),
+                None => {
+                    println!("DRIVER    VOLUME NAME");
+                    for v in &list {
+                        println!("{:<10}{}", v.driver, v.name);
+                    }
+                }
+            }
+        }
+        VolumeCmd::Inspect { names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                match vs.inspect(n) {
+                    Ok(v) => out.push(v),
+                    Err(e) => {
+                        eprintln!("{PROG}: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            match serde_json::to_string_pretty(&out) {
+                Ok(s) => println!("{s}"),
+                Err(e) => die(PROG, e, 1),
+            }
+        }
+        VolumeCmd::Rm { force, names } => {
+            for n in &names {
+                match vs.remove(n, force) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("{PROG}: {e}");
+                        code = 1;
+                    }
+                }
+            }
+        }
+        VolumeCmd::Prune { all, force: _ } => {
+            for n in vs.prune(all)? {
+                println!("{n}");
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Result<i32, Error> {
     let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
     let idmap: IdMapMode = a
         .idmap
@@ -216,11 +487,42 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
             )));
         }
     }
-    let volumes = a
+    let mut volumes: Vec<BindVolume> = Vec::new();
+    let mut tmpfs = a.tmpfs.clone();
+    let mut setup = Setup {
+        store,
+        etc_files: true,
+        network_host,
+        ..Default::default()
+    };
+    let requests = a
         .volume
         .iter()
-        .map(|v| v.parse::<BindVolume>())
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|v| MountRequest::parse_volume(v))
+        .chain(a.mount.iter().map(|m| MountRequest::parse_mount(m)));
+    for r in requests {
+        match r? {
+            MountRequest::Bind(b) => volumes.push(b),
+            MountRequest::Volume(v) => setup.volumes.push(v),
+            t @ MountRequest::Tmpfs { .. } => tmpfs.extend(t.tmpfs_arg()),
+        }
+    }
+    let rootfs_layers = match (&a.rootfs_overlay, &a.storage_driver) {
+        (Some(spec), driver) => {
+            let mut l: Layers = spec.parse()?;
+            if let Some(d) = driver {
+                l.driver = d.parse()?;
+            }
+            Some(l)
+        }
+        (None, Some(d)) => {
+            d.parse::<rootbox_core::rootfs::Driver>()?;
+            return Err(invalid(
+                "--storage-driver applies to a layered rootfs (--rootfs-overlay)".into(),
+            ));
+        }
+        (None, None) => None,
+    };
     let mut seccomp = rootbox_core::spec::SeccompChoice::Default;
     for o in &a.security_opt {
         match o.split_once(['=', ':']) {
@@ -245,7 +547,7 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
         init: a.init,
         read_only: a.read_only,
         volumes,
-        tmpfs: a.tmpfs,
+        tmpfs,
         tty: a.tty,
         idmap,
         network_host,
@@ -259,14 +561,18 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
             dns,
             dns_search: a.dns_search,
         },
+        resources: a.limits.resources()?,
+        cgroup_parent: a.limits.cgroup_parent.clone(),
+        rootfs_layers,
     };
-    let id = match &a.name {
-        Some(n) => n.clone(),
-        None => container::new_id(),
-    };
+    let id = container::new_id();
+    if let Some(n) = &a.name {
+        container::names::validate_name(n)?;
+    }
     let mut spec = opts.to_spec(&id)?;
+    a.limits.cgroup_options()?.annotate(&mut spec);
     let root = StateRoot::open(&state_dir)?;
-    let net = network::prepare(&opts.network, &root, &id, &mut spec)?;
+    let net = network::prepare(&opts.network, &root, &id, a.name.as_deref(), &mut spec)?;
     if let Some(note) = &net.note {
         eprintln!("{PROG}: note: {note}");
     }
@@ -275,8 +581,66 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
             eprintln!("{PROG}: publishing {p}");
         }
     }
+    setup.network = Some(net.facts());
+    if a.detach || create_only {
+        let opts = container::manage::NewContainer {
+            id: Some(id),
+            name: a.name,
+            bundle: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            open_stdin: a.interactive,
+            auto_remove: a.rm,
+            stop_signal: a.stop_signal,
+            stop_timeout: a.stop_timeout,
+            image: String::new(),
+            rootfs_setup: Some(setup),
+            network: Some(net),
+        };
+        return lifecycle_new(&root, &spec, &opts, create_only);
+    }
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| container::names::generate(&root, &id));
+    container::names::reserve(&root, &name, &id)?;
+    let code = run_foreground(
+        a.interactive || a.tty,
+        &root,
+        &spec,
+        (&id, &name),
+        setup,
+        net,
+    );
+    container::names::release(&root, &name, &id);
+    code
+}
+
+/// `run -d` and `create`: the container is started (or set up) by its monitor.
+fn lifecycle_new(
+    root: &StateRoot,
+    spec: &rootbox_core::spec::OciSpec,
+    opts: &container::manage::NewContainer,
+    create_only: bool,
+) -> Result<i32, Error> {
+    let c = if create_only {
+        container::manage::create(root, spec, opts)?
+    } else {
+        container::manage::run_detached(root, spec, opts)?
+    };
+    println!("{}", c.id());
+    Ok(0)
+}
+
+fn run_foreground(
+    stdin: bool,
+    root: &StateRoot,
+    spec: &rootbox_core::spec::OciSpec,
+    (id, name): (&str, &str),
+    setup: Setup,
+    net: network::Prepared,
+) -> Result<i32, Error> {
+    let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
     let devnull = rootbox_cli::dev_null().map_err(|e| invalid(format!("/dev/null: {e}")))?;
-    let stdio = if a.interactive || a.tty {
+    let stdio = if stdin {
         None
     } else {
         Some([devnull.as_raw_fd(), 1, 2])
@@ -285,14 +649,106 @@ fn run(a: RunArgs, state_dir: PathBuf) -> Result<i32, Error> {
         bundle: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         stdio,
         kill_on_parent_death: true,
+        rootfs_setup: Some(setup),
         network: Some(std::sync::Arc::new(net)),
         ..Default::default()
     };
     let forwarder =
         SignalForwarder::install().map_err(|e| invalid(format!("signal handling: {e}")))?;
-    let running = container::run::run(&root, &id, &spec, &copts)?;
+    let running = container::run::run(root, id, spec, &copts)?;
+    let _ = container::manage::update(root, id, |r| r.name = name.to_string());
     drop(devnull);
-    wait_foreground(running, forwarder, true)
+    let exit = wait_foreground_exit(running, forwarder, true)?;
+    if exit.oom_killed {
+        eprintln!(
+            "{PROG}: container {id} was OOM-killed: a process exceeded its memory limit (exit code {})",
+            exit.code
+        );
+    }
+    Ok(exit.code)
+}
+
+/// `rootbox stats`: samples each container's cgroup (CPU % over the interval).
+fn stats(a: StatsArgs, state_dir: PathBuf) -> Result<i32, Error> {
+    use rootbox_core::cgroup::stats::{human_bytes, Stats};
+    use std::time::{Duration, Instant};
+    let json = match a.format.as_str() {
+        "table" => false,
+        "json" => true,
+        other => {
+            return Err(rootbox_core::spec::SpecError::Invalid(format!(
+                "unknown --format {other:?} (expected table or json)"
+            ))
+            .into())
+        }
+    };
+    let root = StateRoot::open(&state_dir)?;
+    let mut ctrs = Vec::new();
+    for id in &a.containers {
+        let c = container::manage::lookup(&root, id)?;
+        let cg = c.require_cgroup("stats")?;
+        ctrs.push((c, cg));
+    }
+    let interval = if a.no_stream {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(1)
+    };
+    let mut prev: Vec<(Stats, Instant)> = ctrs
+        .iter()
+        .map(|(_, cg)| (Stats::read(cg), Instant::now()))
+        .collect();
+    loop {
+        std::thread::sleep(interval);
+        if !json {
+            println!(
+                "{:<16} {:>7} {:>22} {:>7} {:>11} {:>9} {:>9}",
+                "CONTAINER", "CPU %", "MEM USAGE / LIMIT", "MEM %", "MEM PEAK", "PIDS", "OOM KILLS"
+            );
+        }
+        let mut alive = 0;
+        for ((c, cg), (p, t)) in ctrs.iter().zip(prev.iter_mut()) {
+            if !cg.exists() {
+                continue;
+            }
+            alive += 1;
+            let now = Stats::read(cg);
+            let wall = t.elapsed().as_micros().max(1) as f64;
+            let cpu = now.cpu_usage_usec.saturating_sub(p.cpu_usage_usec) as f64 * 100.0 / wall;
+            let mem_pct = now
+                .memory_limit
+                .map(|l| now.memory_current as f64 * 100.0 / l.max(1) as f64);
+            if json {
+                let mut v = serde_json::to_value(&now).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("memory_stat");
+                    o.insert("id".into(), c.id().into());
+                    o.insert("cpu_percent".into(), ((cpu * 100.0).round() / 100.0).into());
+                }
+                println!("{v}");
+            } else {
+                let limit = now.memory_limit.map_or("unlimited".into(), human_bytes);
+                println!(
+                    "{:<16} {:>6.2}% {:>22} {:>7} {:>11} {:>9} {:>9}",
+                    c.id().chars().take(16).collect::<String>(),
+                    cpu,
+                    format!("{} / {}", human_bytes(now.memory_current), limit),
+                    mem_pct.map_or("-".into(), |m| format!("{m:.2}%")),
+                    human_bytes(now.memory_peak),
+                    match now.pids_limit {
+                        Some(l) => format!("{}/{l}", now.pids_current),
+                        None => now.pids_current.to_string(),
+                    },
+                    now.oom_kills
+                );
+            }
+            *p = now;
+            *t = Instant::now();
+        }
+        if a.no_stream || alive == 0 {
+            return Ok(0);
+        }
+    }
 }
 
 fn network_cmd(cmd: NetCmd, state_dir: PathBuf) -> Result<i32, Error> {

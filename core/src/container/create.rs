@@ -12,7 +12,8 @@ use oci_spec::runtime::Spec;
 use super::hooks::{self, HookPoint};
 use super::state::{self, Lock, Record, StateRoot, Status};
 use super::{Container, ContainerError, StateError};
-use crate::launch::{self, LaunchOptions, Launched};
+use crate::cgroup::{self, CgroupOptions};
+use crate::launch::{self, CgroupEntry, LaunchOptions, Launched};
 
 /// Options of `create` (and of `run`) beyond the config.
 #[derive(Debug, Clone, Default)]
@@ -26,8 +27,44 @@ pub struct CreateOptions {
     /// Kill the container if the launching thread dies (foreground runs).
     pub kill_on_parent_death: bool,
     /// The network to attach once the namespaces exist (see `network::prepare`); its helper
-    /// dies with the launching thread when `kill_on_parent_death` is set.
+    /// dies with the launching thread (the foreground `run`, or the container's monitor).
     pub network: Option<std::sync::Arc<crate::network::Prepared>>,
+    /// cgroup manager and limit policy (`--cgroup-manager`, `--cgroup-limits`).
+    pub cgroup: CgroupOptions,
+    /// `rootbox run`'s per-container preparation: generated /etc files and volumes.
+    pub rootfs_setup: Option<crate::rootfs::Setup>,
+}
+
+/// Applies `opts.rootfs_setup` (if any) to a registered container and saves the resulting
+/// config; returns the spec to launch.
+pub(crate) fn apply_setup(
+    c: &Container,
+    spec: &Spec,
+    opts: &CreateOptions,
+) -> Result<Spec, ContainerError> {
+    apply_rootfs_setup(c, spec, opts.rootfs_setup.as_ref())
+}
+
+/// [`apply_setup`] for a setup given on its own (the detached path, before the monitor starts).
+pub(crate) fn apply_rootfs_setup(
+    c: &Container,
+    spec: &Spec,
+    setup: Option<&crate::rootfs::Setup>,
+) -> Result<Spec, ContainerError> {
+    let Some(setup) = setup else {
+        return Ok(spec.clone());
+    };
+    let spec = setup.apply(&c.root.path, c.id(), &c.dir(), spec)?;
+    let config = serde_json::to_vec_pretty(&spec).map_err(|e| StateError::Other(e.to_string()))?;
+    state::write_atomic(&c.dir().join("config.json"), &config)?;
+    Ok(spec)
+}
+
+/// Removes a container's directory after releasing what its setup acquired (volumes, the
+/// layered rootfs's upper directory).
+pub(crate) fn remove_dir(c: &Container) {
+    crate::rootfs::setup::release(&c.dir(), true);
+    let _ = std::fs::remove_dir_all(c.dir());
 }
 
 /// Registers a new container directory, failing if the id is taken.
@@ -70,6 +107,10 @@ pub(crate) fn register(
             created: state::now_rfc3339(),
             exit_code: None,
             annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroup: None,
+            oom_killed: false,
+            name: String::new(),
+            lifecycle: Default::default(),
             network: None,
         },
     };
@@ -88,16 +129,15 @@ pub(crate) fn launch_recorded(
 ) -> Result<Launched, ContainerError> {
     let hook_state = c.oci_state();
     let net = opts.network.as_deref();
-    if let Some(n) = net {
-        n.write_files()?;
-    }
     // The network is attached first (hooks see a configured interface); its error is kept
     // typed for the caller.
     let attached = std::cell::RefCell::new(None);
     let net_error = std::cell::RefCell::new(None);
     let before_pivot = |pid: i32| -> Result<(), String> {
         if let Some(n) = net {
-            match n.attach(pid, opts.kill_on_parent_death) {
+            // The helper dies with this thread: the foreground `run`'s or the monitor's, which
+            // both live as long as the container.
+            match n.attach(pid, true) {
                 Ok(a) => *attached.borrow_mut() = Some(a),
                 Err(e) => {
                     let m = e.to_string();
@@ -112,6 +152,12 @@ pub(crate) fn launch_recorded(
         hooks::run(spec, HookPoint::CreateRuntime, &st).map_err(|e| e.to_string())?;
         hooks::run(spec, HookPoint::CreateContainer, &st).map_err(|e| e.to_string())
     };
+    // The cgroup exists, limited, before the process does; the process starts inside it.
+    let cg = cgroup::prepare(c.id(), spec, &opts.cgroup.with_spec(spec)?)?;
+    if let Some(p) = &cg {
+        c.record.cgroup = Some(p.cgroup.path.clone());
+        c.save()?;
+    }
     let lopts = LaunchOptions {
         stdio: opts.stdio,
         preserve_fds: opts.preserve_fds,
@@ -123,8 +169,17 @@ pub(crate) fn launch_recorded(
         } else {
             None
         },
+        cgroup: cg.as_ref().map(|p| CgroupEntry {
+            // ROOTBOX_CGROUP_ENTRY=procs forces the fallback of kernels without
+            // CLONE_INTO_CGROUP (the pid written to cgroup.procs), so tests can cover it.
+            dir_fd: (std::env::var_os("ROOTBOX_CGROUP_ENTRY").as_deref()
+                != Some(std::ffi::OsStr::new("procs")))
+            .then(|| p.dir.as_raw_fd()),
+            path: &p.cgroup.path,
+        }),
     };
     let launched = launch::launch(spec, &lopts);
+    drop(cg);
     let attached = attached.into_inner();
     let mut launched = match launched {
         Ok(l) => l,
@@ -138,6 +193,9 @@ pub(crate) fn launch_recorded(
             });
         }
     };
+    if let Some(a) = &attached {
+        c.record.lifecycle.ports = a.ports.clone();
+    }
     c.record.network = attached;
     if let (Some(sock), Some(master)) = (&opts.console_socket, &launched.pty_master) {
         send_console(sock, master.as_raw_fd())?;
@@ -170,19 +228,29 @@ pub fn create(
         if unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) } < 0 {
             return Err(StateError::io(&fifo, std::io::Error::last_os_error()).into());
         }
-        launch_recorded(&mut c, spec, opts, Some(fifo))?;
+        let spec = apply_setup(&c, spec, opts)?;
+        launch_recorded(&mut c, &spec, opts, Some(fifo))?;
         Ok(())
     })();
     match result {
         Ok(()) => Ok(c),
         Err(e) => {
-            if let Some(a) = &c.record.network {
-                crate::network::release(a);
-            }
-            let _ = std::fs::remove_dir_all(c.dir());
+            discard(&c);
             Err(e)
         }
     }
+}
+
+/// Undoes a failed create/run: the container's processes, cgroup and state directory.
+pub(crate) fn discard(c: &Container) {
+    if let Some(a) = &c.record.network {
+        crate::network::release(a);
+    }
+    if let Some(cg) = c.cgroup() {
+        let _ = cg.kill();
+        let _ = cg.remove();
+    }
+    remove_dir(c);
 }
 
 /// A container that outlives this command and has a terminal needs somewhere to send it.

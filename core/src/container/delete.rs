@@ -29,10 +29,18 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), ContainerEr
     if let Some(a) = &c.record.network {
         crate::network::release(a);
     }
+    if let Some(cg) = c.cgroup() {
+        // Processes outside the pid namespace's reach (a config without one) die with it too.
+        if cg.exists() && cg.populated() {
+            cg.kill()?;
+        }
+        cg.remove()?;
+    }
     let spec = c.spec().ok();
     let mut st = c.oci_state();
     st.status = Status::Stopped;
     drop(lock);
+    crate::rootfs::setup::release(&c.dir(), true);
     std::fs::remove_dir_all(c.dir()).map_err(|e| StateError::io(&c.dir(), e))?;
     if let Some(spec) = spec {
         if let Err(e) = hooks::run(&spec, HookPoint::Poststop, &st) {
@@ -42,8 +50,12 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), ContainerEr
     Ok(())
 }
 
-/// SIGKILL to every process of the container, then wait (bounded) until the first is gone.
-pub(crate) fn kill_and_wait(c: &Container) -> Result<(), StateError> {
+/// SIGKILL to every process of the container (its whole cgroup with `cgroup.kill` when it has
+/// one), then wait (bounded) until the first is gone.
+pub(crate) fn kill_and_wait(c: &Container) -> Result<(), ContainerError> {
+    if let Some(cg) = c.cgroup().filter(|cg| cg.exists()) {
+        cg.kill()?;
+    }
     let Some(pid) = c.record.pid else {
         return Ok(());
     };
@@ -60,7 +72,8 @@ pub(crate) fn kill_and_wait(c: &Container) -> Result<(), StateError> {
             return Err(StateError::Other(format!(
                 "container {:?}: process {pid} did not exit after SIGKILL",
                 c.id()
-            )));
+            ))
+            .into());
         }
         std::thread::sleep(Duration::from_millis(2));
     }

@@ -4,7 +4,9 @@ use oci_spec::runtime::Process;
 
 use super::state::{StateRoot, Status};
 use super::{Container, ContainerError, StateError};
-use crate::launch::{self, LaunchOptions, Launched};
+use std::os::fd::AsRawFd;
+
+use crate::launch::{self, CgroupEntry, LaunchOptions, Launched};
 
 pub fn exec(
     root: &StateRoot,
@@ -27,7 +29,24 @@ pub fn exec(
         }
     };
     let spec = c.spec()?;
-    let mut launched = launch::exec_into(pid, process, &spec, opts)?;
+    // The new process joins the container's cgroup (its limits count it), entered at clone.
+    let cg = c.cgroup().filter(|cg| cg.exists());
+    let dir = cg.as_ref().map(|cg| cg.open_dir()).transpose()?;
+    let lopts = LaunchOptions {
+        stdio: opts.stdio,
+        preserve_fds: opts.preserve_fds,
+        kill_on_parent_death: opts.kill_on_parent_death,
+        no_pivot: opts.no_pivot,
+        cgroup: match (&cg, &dir) {
+            (Some(cg), Some(dir)) => Some(CgroupEntry {
+                dir_fd: Some(dir.as_raw_fd()),
+                path: &cg.path,
+            }),
+            _ => opts.cgroup,
+        },
+        ..LaunchOptions::default()
+    };
+    let mut launched = launch::exec_into(pid, process, &spec, &lopts)?;
     launched.wait_exec()?;
     Ok(launched)
 }
@@ -57,4 +76,16 @@ pub fn process_for(
     p.set_terminal(Some(tty));
     p.set_console_size(None);
     Ok(p)
+}
+
+/// Gives an exec's terminal its initial window size (set on the pty before the command runs,
+/// so it never sees a 0x0 terminal).
+pub fn set_console_size(p: &mut Process, rows: u16, cols: u16) {
+    let size = oci_spec::runtime::BoxBuilder::default()
+        .height(u64::from(rows))
+        .width(u64::from(cols))
+        .build();
+    if let Ok(size) = size {
+        p.set_console_size(Some(size));
+    }
 }

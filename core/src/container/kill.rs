@@ -60,6 +60,18 @@ pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<(), Co
         }
         .into());
     }
+    if all {
+        if let Some(cg) = c.cgroup().filter(|cg| cg.exists()) {
+            // The cgroup holds every process, forked children included, whatever their pid
+            // namespace.
+            if signal == libc::SIGKILL {
+                cg.kill()?;
+            } else {
+                cg.signal_all(signal)?;
+            }
+            return Ok(());
+        }
+    }
     let targets = if all {
         c.pids()
     } else {

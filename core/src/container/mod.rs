@@ -1,14 +1,21 @@
 //! Containers and their lifecycle: one file per verb (create, start, run, exec, kill, delete),
 //! state and locks in `state.rs`, OCI hooks in `hooks.rs`.
 
+pub mod attach;
 pub mod create;
 pub mod delete;
 pub mod exec;
 pub mod hooks;
 pub mod kill;
+pub mod logs;
+pub mod manage;
+pub mod monitor;
+pub mod names;
+pub mod pause;
 pub mod run;
 pub mod start;
 pub mod state;
+pub mod update;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +23,7 @@ use oci_spec::runtime::Spec;
 
 pub use state::{OciState, Record, StateRoot, Status};
 
+use crate::cgroup::{Cgroup, CgroupError};
 use crate::launch::LaunchError;
 use crate::spec::SpecError;
 
@@ -45,6 +53,12 @@ pub enum StateError {
     Corrupt { path: PathBuf, message: String },
     #[error("hook {path} failed: {message}")]
     Hook { path: PathBuf, message: String },
+    #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed (at least two characters)")]
+    BadName(String),
+    #[error("the container name {name:?} is already in use by container {id}: remove (or rename) that container to reuse the name")]
+    NameInUse { name: String, id: String },
+    #[error("container reference {reference:?} is ambiguous: it matches {}", ids.join(", "))]
+    Ambiguous { reference: String, ids: Vec<String> },
     #[error("{0}")]
     Other(String),
 }
@@ -69,6 +83,10 @@ pub enum ContainerError {
     Launch(#[from] LaunchError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
 }
 
 /// A container recorded in a state root.
@@ -142,6 +160,45 @@ impl Container {
         }
     }
 
+    /// The container's cgroup, when it has one.
+    pub fn cgroup(&self) -> Option<Cgroup> {
+        self.record.cgroup.as_ref().map(Cgroup::new)
+    }
+
+    /// The container's cgroup, or an error naming why it has none (for pause, update, stats).
+    pub fn require_cgroup(&self, action: &str) -> Result<Cgroup, CgroupError> {
+        // Named after what the user typed: the name when it has one.
+        let who = if self.record.name.is_empty() {
+            self.id()
+        } else {
+            &self.record.name
+        };
+        match self.cgroup() {
+            Some(cg) if cg.exists() => Ok(cg),
+            Some(cg) => Err(CgroupError::NoCgroup(
+                who.to_string(),
+                format!("{action}: its cgroup {} is gone", cg.path.display()),
+            )),
+            None => Err(CgroupError::NoCgroup(
+                who.to_string(),
+                format!(
+                    "{action} needs one; it was started without, because this host delegates no cgroup v2 to the user: see `rootbox info`"
+                ),
+            )),
+        }
+    }
+
+    /// Whether the OOM killer killed a process of this container (recorded at exit, or read
+    /// from its cgroup's `memory.events`).
+    pub fn oom_killed(&self) -> bool {
+        self.record.oom_killed || self.cgroup().is_some_and(|cg| cg.oom_kills() > 0)
+    }
+
+    /// Usage figures from the container's cgroup.
+    pub fn stats(&self) -> Result<crate::cgroup::Stats, CgroupError> {
+        Ok(crate::cgroup::Stats::read(&self.require_cgroup("stats")?))
+    }
+
     pub fn oci_state(&self) -> OciState {
         let status = self.status();
         OciState {
@@ -156,6 +213,8 @@ impl Container {
             bundle: self.record.bundle.clone(),
             annotations: self.record.annotations.clone(),
             created: Some(self.record.created.clone()),
+            oom_killed: (status == Status::Stopped && self.oom_killed()).then_some(true),
+            cgroup: self.record.cgroup.clone(),
         }
     }
 
@@ -172,9 +231,19 @@ impl Container {
         let Some(pid) = self.record.pid.filter(|_| self.is_alive()) else {
             return Vec::new();
         };
+        // Its cgroup holds exactly its processes, whatever their pid namespace.
+        if let Some(cg) = self.cgroup().filter(|cg| cg.exists()) {
+            let mut pids = vec![pid];
+            pids.extend(cg.pids().into_iter().filter(|p| *p != pid));
+            return pids;
+        }
         let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
             return vec![pid];
         };
+        // Without a pid namespace of its own, a scan would find every process of the host's.
+        if std::fs::read_link("/proc/self/ns/pid").ok().as_ref() == Some(&ns) {
+            return vec![pid];
+        }
         let mut pids = vec![pid];
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for e in entries.flatten() {

@@ -53,6 +53,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
     }
     let _ = std::fs::remove_file(&fifo);
     c.record.status = Status::Running;
+    c.record.lifecycle.started_at = Some(super::state::now_rfc3339());
     c.save()?;
     let st = c.oci_state();
     if let Err(e) = hooks::run(&spec, HookPoint::Poststart, &st) {

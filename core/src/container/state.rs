@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
+pub use crate::network::PortMapping;
 
 /// The lifecycle status, as the OCI runtime spec names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +53,64 @@ pub struct Record {
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+    /// The container's cgroup v2 directory, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
+    /// The OOM killer killed a process of the container (`memory.events` oom_kill at exit).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
+    /// The user-facing name (`rootbox run --name`); empty for OCI-runtime containers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// What the docker-like lifecycle records (monitor, times, exit details, run options).
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
     /// The container's network as attached: helper pid, ports, address (see `network`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::network::Attached>,
+}
+
+/// Lifecycle details of a container managed by `rootbox` (run -d, create/start, stop, ...).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lifecycle {
+    /// The per-container monitor holding the container's stdio and recording its exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_start: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why the container could not run (a launch error), empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// The process has a terminal (`-t`).
+    #[serde(default)]
+    pub tty: bool,
+    /// The container's stdin stays open for `attach` (`-i`).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Remove the container when it exits (`--rm`).
+    #[serde(default)]
+    pub auto_remove: bool,
+    /// Signal `stop` sends first (default SIGTERM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u32>,
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Published ports (the network's, see `network::Attached::ports`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
+    /// The image the container was made from, when it was (empty for `--rootfs`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
 }
 
 /// The OCI `state` output.
@@ -72,6 +128,13 @@ pub struct OciState {
     /// Not in the OCI spec; runc prints it too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// Not in the OCI spec: the OOM killer killed a process of the (stopped) container, like
+    /// Docker's `State.OOMKilled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_killed: Option<bool>,
+    /// Not in the OCI spec: the container's cgroup v2 directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// The directory holding every container's state for one user.
@@ -217,6 +280,11 @@ pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    rfc3339(d)
+}
+
+/// A time since the epoch as RFC 3339 UTC with nanoseconds.
+pub fn rfc3339(d: std::time::Duration) -> String {
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -239,9 +307,80 @@ pub fn now_rfc3339() -> String {
     )
 }
 
+/// Parses an RFC 3339 time (`2024-05-01T12:00:00.5Z`, `...+02:00`) into a time since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<std::time::Duration> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        let mut v: u64 = 0;
+        for (i, c) in frac[..digits].bytes().enumerate() {
+            if i < 9 {
+                v = v * 10 + u64::from(c - b'0');
+            }
+        }
+        for _ in digits..9 {
+            v *= 10;
+        }
+        nanos = v as u32;
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
+            let oh: i64 = tz.get(1..3)?.parse().ok()?;
+            let om: i64 = tz.get(4..6)?.parse().ok()?;
+            let o = oh * 3600 + om * 60;
+            if tz.starts_with('-') {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let secs = days * 86400 + h * 3600 + mi * 60 + se - offset;
+    (secs >= 0).then(|| std::time::Duration::new(secs as u64, nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_round_trip() {
+        let d = std::time::Duration::new(1_714_564_800, 123_456_789);
+        let s = rfc3339(d);
+        assert_eq!(s, "2024-05-01T12:00:00.123456789Z");
+        assert_eq!(parse_rfc3339(&s), Some(d));
+        assert_eq!(
+            parse_rfc3339("2024-05-01T14:00:00+02:00"),
+            Some(std::time::Duration::new(1_714_564_800, 0))
+        );
+        assert_eq!(parse_rfc3339("2024-05-01"), None);
+        assert_eq!(parse_rfc3339("yesterday, roughly"), None);
+    }
 
     #[test]
     fn ids() {

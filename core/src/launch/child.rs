@@ -17,6 +17,7 @@ use std::os::fd::RawFd;
 
 use super::plan::{ChildPlan, Fallback, MountKind, MountPlan, ProcessPlan};
 use super::sync::{self, Msg};
+use crate::rootfs::{overlay, LayeredMount, LayeredPlan};
 use crate::sys::{self, StackPath};
 
 /// A setup step, reported with an error so the parent can say what failed.
@@ -57,12 +58,13 @@ pub enum Step {
     Stdio,
     Signals,
     MountPoint,
+    MountLayers,
 }
 
 impl Step {
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 34] = [
+        const ALL: [Step; 35] = [
             WaitMapping,
             TimeNamespace,
             Hostname,
@@ -97,6 +99,7 @@ impl Step {
             Stdio,
             Signals,
             MountPoint,
+            MountLayers,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -257,6 +260,9 @@ fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
             *slot = fd;
         }
     }
+    if let Some(l) = &p.layered {
+        mount_layers(l, &p.rootfs).map_err(at(Step::MountLayers, 0))?;
+    }
     sys::mount(
         Some(&p.rootfs),
         &p.rootfs,
@@ -333,9 +339,11 @@ fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
     }
 
     // 6. The process: cwd, executable, terminal; then tell the parent we are ready.
+    // The death signal is dropped BEFORE the parent hears "ready": a `create` that exits right
+    // after must not take the container with it.
     let chosen = prepare_process(&p.process, ctx)?;
-    sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
     outlive_parent_if_wanted(ctx);
+    sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
 
     // 7. `create`: block until `start` opens the fifo.
     if let Some(fifo) = ctx.fifo {
@@ -345,6 +353,84 @@ fn setup(p: &ChildPlan, ctx: &mut Ctx<'_>) -> Result<Infallible, Fail> {
         become_init_or_continue().map_err(at(Step::Init, 0))?;
     }
     exec_process(&p.process, ctx, chosen)
+}
+
+/// The errno-like value reported when fuse-overlayfs exits with an error.
+pub const FUSE_FAILED: i32 = -1;
+
+/// Mounts the layered rootfs on `rootfs`, in our (private) mount namespace.
+fn mount_layers(l: &LayeredPlan, rootfs: &CStr) -> Result<(), i32> {
+    match &l.mount {
+        LayeredMount::Overlay(m) => overlay::mount(m, rootfs),
+        LayeredMount::Bind(copy) => {
+            sys::mount(Some(copy), rootfs, None, libc::MS_BIND | libc::MS_REC, None)
+        }
+        LayeredMount::Fuse(f) => {
+            // A shared bind of the mount point carries the mount fuse-overlayfs makes in its
+            // own mount namespace over to ours (see `rootfs::fuse`).
+            sys::mount(
+                Some(rootfs),
+                rootfs,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+            sys::mount(None, rootfs, None, libc::MS_SHARED, None)?;
+            // Its stderr goes to a pipe, shown only when it fails (it chatters otherwise).
+            let mut pipe = [0 as RawFd; 2];
+            // SAFETY: pipe2 fills the array with two fresh descriptors.
+            check(unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) })?;
+            // SAFETY: fork-like clone of this single-threaded child; the fork only makes
+            // system calls and execs or exits.
+            let pid = match unsafe { sys::clone_legacy(0) } {
+                Ok(pid) => pid,
+                Err(e) => {
+                    sys::close(pipe[0]);
+                    sys::close(pipe[1]);
+                    return Err(e);
+                }
+            };
+            if pid == 0 {
+                // SAFETY: dup2/unshare/execve over strings the parent prepared; _exit on failure.
+                unsafe {
+                    if libc::dup2(pipe[1], 2) == 2
+                        && libc::unshare(libc::CLONE_NEWNS) == 0
+                        && reset_signals().is_ok()
+                    {
+                        libc::execve(f.path.as_ptr(), f.argv.as_ptr(), f.envp.as_ptr());
+                    }
+                    libc::_exit(127)
+                }
+            }
+            sys::close(pipe[1]);
+            let mut st = 0;
+            loop {
+                // SAFETY: waiting for our own child with a valid status pointer.
+                let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+                if r == pid {
+                    break;
+                }
+                if sys::errno() != libc::EINTR {
+                    sys::close(pipe[0]);
+                    return Err(sys::errno());
+                }
+            }
+            if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
+                // Its message to our stderr (the caller's); reported as "fuse-overlayfs failed".
+                let mut buf = [0u8; 2048];
+                // SAFETY: reading into a buffer we own.
+                let n = unsafe { libc::read(pipe[0], buf.as_mut_ptr().cast(), buf.len()) };
+                if n > 0 {
+                    let _ = sys::write_all(2, b"fuse-overlayfs: ");
+                    let _ = sys::write_all(2, &buf[..n as usize]);
+                }
+                sys::close(pipe[0]);
+                return Err(FUSE_FAILED);
+            }
+            sys::close(pipe[0]);
+            sys::mount(None, rootfs, None, libc::MS_PRIVATE | libc::MS_REC, None)
+        }
+    }
 }
 
 fn prepare_mount(m: &MountPlan) -> Result<RawFd, i32> {
@@ -412,6 +498,13 @@ fn ensure_dest(dest: &CStr, is_file: bool) -> Result<(), i32> {
         }
     }
     if is_file {
+        // An existing entry is used as it is (opening it for writing would copy it up into an
+        // overlay's upper layer).
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: valid path and stat buffer.
+        if unsafe { libc::lstat(dest.as_ptr(), st.as_mut_ptr()) } == 0 {
+            return Ok(());
+        }
         // SAFETY: valid path; O_NOFOLLOW so a symlink at the destination is never followed.
         let fd = unsafe {
             libc::open(
@@ -886,8 +979,8 @@ pub fn run_exec(pidfd: RawFd, ns_flags: libc::c_int, pp: &ProcessPlan, ctx: &mut
     die_with_parent();
     let err = match (|| {
         let chosen = prepare_process(pp, ctx)?;
-        sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
         outlive_parent_if_wanted(ctx);
+        sync::send(ctx.sync, &Msg::new(sync::CHILD_READY), None).map_err(at(Step::Ready, 0))?;
         exec_process(pp, ctx, chosen)
     })() {
         Ok(never) => match never {},

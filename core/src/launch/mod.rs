@@ -43,6 +43,8 @@ pub enum LaunchError {
     },
     #[error("the container process exited during setup ({0})")]
     ChildDied(String),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
 }
 
 impl LaunchError {
@@ -57,6 +59,7 @@ impl LaunchError {
         match self {
             LaunchError::Sys { source, .. } => source.raw_os_error(),
             LaunchError::Child { errno, .. } => Some(*errno),
+            LaunchError::Rootfs(e) => e.errno(),
             _ => None,
         }
     }
@@ -85,6 +88,29 @@ pub struct LaunchOptions<'a> {
     pub kill_on_parent_death: bool,
     /// Called with the child's pid once namespaces exist and before pivot_root (OCI hooks).
     pub before_pivot: Option<&'a dyn Fn(i32) -> Result<(), String>>,
+    /// The cgroup the process starts in (see [`CgroupEntry`]).
+    pub cgroup: Option<CgroupEntry<'a>>,
+}
+
+/// A cgroup to start a process in: entered at clone time (`clone3` with `CLONE_INTO_CGROUP` and
+/// this directory fd); where the kernel refuses that, the parent writes the child's pid to
+/// `cgroup.procs` before releasing it, so it never runs a user instruction outside.
+#[derive(Debug, Clone, Copy)]
+pub struct CgroupEntry<'a> {
+    /// The cgroup directory for `CLONE_INTO_CGROUP`; None: only the `cgroup.procs` way.
+    pub dir_fd: Option<RawFd>,
+    pub path: &'a Path,
+}
+
+/// Moves `pid` into the cgroup at `path` (the fallback of `CLONE_INTO_CGROUP`).
+fn enter_cgroup(pid: i32, path: &Path) -> Result<(), LaunchError> {
+    std::fs::write(path.join("cgroup.procs"), pid.to_string()).map_err(|e| LaunchError::Sys {
+        what: format!(
+            "moving the container process into cgroup {}",
+            path.display()
+        ),
+        source: e,
+    })
 }
 
 /// Strings to word a child's error with.
@@ -100,6 +126,7 @@ struct ErrorContext {
     uid: u32,
     gid: u32,
     rootfs: String,
+    layers: String,
 }
 
 fn lossy(c: &CString) -> String {
@@ -144,6 +171,7 @@ impl ErrorContext {
         ctx.readonly = p.readonly_paths.iter().map(lossy).collect();
         ctx.sysctls = p.sysctls.iter().map(|(k, _)| lossy(k)).collect();
         ctx.rootfs = lossy(&p.rootfs);
+        ctx.layers = p.layered.as_ref().map(|l| l.describe()).unwrap_or_default();
         ctx
     }
 
@@ -208,6 +236,21 @@ impl ErrorContext {
                 "setting additional groups: {err} (not possible with a single-id mapping)"
             ),
             Step::BindRootfs => format!("bind-mounting the rootfs {}: {err}", self.rootfs),
+            Step::MountLayers if errno == child::FUSE_FAILED => format!(
+                "mounting the layered rootfs ({}) on {}: fuse-overlayfs failed (see its message above)",
+                self.layers, self.rootfs
+            ),
+            Step::MountLayers => format!(
+                "mounting the layered rootfs ({}) on {}: {err}{}",
+                self.layers,
+                self.rootfs,
+                match errno {
+                    libc::EPERM | libc::EINVAL | libc::ENODEV | libc::EACCES => {
+                        "; upper and work must be on one filesystem that supports user xattrs (not NFS), or try --storage-driver fuse-overlayfs or vfs"
+                    }
+                    _ => "",
+                }
+            ),
             Step::PivotRoot => format!("pivot_root into {}: {err}", self.rootfs),
             Step::JoinNamespaces => format!("joining the container's namespaces: {err}"),
             other => format!("container setup failed at {other:?}: {err}"),
@@ -227,6 +270,12 @@ pub struct Launched {
 }
 
 impl Launched {
+    /// The parent's end of the sync socket (for a supervisor that re-execs and reads the
+    /// child's exec error itself; see [`child_error_from`]).
+    pub fn sync_fd(&self) -> RawFd {
+        self.sync.as_raw_fd()
+    }
+
     /// Waits until the process has exec'd its command, or returns why it could not
     /// (the child has then exited; it is reaped here).
     pub fn wait_exec(&mut self) -> Result<(), LaunchError> {
@@ -242,6 +291,15 @@ impl Launched {
             Err(e) => Err(LaunchError::sys("reading from the container process", e)),
         }
     }
+}
+
+/// The error a container process sent over its sync socket, worded from its config: for a
+/// supervisor that no longer holds the [`Launched`] (the monitor after its re-exec).
+pub fn child_error_from(spec: &Spec, m: sync::Msg) -> LaunchError {
+    let errors = plan::child_plan(spec, false, false)
+        .map(|p| ErrorContext::from_plan(&p))
+        .unwrap_or_default();
+    child_error(&errors, m)
 }
 
 fn child_error(errors: &ErrorContext, m: sync::Msg) -> LaunchError {
@@ -289,8 +347,9 @@ impl Drop for SignalsBlocked {
 #[allow(unreachable_code)]
 fn spawn(
     flags: u64,
+    cgroup_fd: Option<RawFd>,
     child: impl FnOnce() -> std::convert::Infallible,
-) -> Result<(i32, Option<OwnedFd>), LaunchError> {
+) -> Result<(i32, Option<OwnedFd>, bool), LaunchError> {
     let mut pidfd: RawFd = -1;
     let mut args = sys::CloneArgs {
         flags: flags | sys::CLONE_PIDFD,
@@ -299,8 +358,25 @@ fn spawn(
         ..Default::default()
     };
     let blocked = SignalsBlocked::new();
-    // SAFETY: the child branch runs only `child`, which is async-signal-safe and never returns.
-    let mut r = unsafe { sys::clone3(&mut args) };
+    let mut in_cgroup = false;
+    let mut r = Err(libc::ENOSYS);
+    if let Some(fd) = cgroup_fd {
+        args.flags |= sys::CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+        // SAFETY: the child branch runs only `child`, which is async-signal-safe and never
+        // returns.
+        r = unsafe { sys::clone3(&mut args) };
+        in_cgroup = r.is_ok();
+        // Refused (old kernel, seccomp, a cgroup the kernel will not start a process in):
+        // clone without it; the caller moves the child before releasing it.
+        args.flags &= !sys::CLONE_INTO_CGROUP;
+        args.cgroup = 0;
+    }
+    if cgroup_fd.is_none() || r.is_err() {
+        pidfd = -1;
+        // SAFETY: as above.
+        r = unsafe { sys::clone3(&mut args) };
+    }
     if matches!(r, Err(libc::ENOSYS) | Err(libc::EPERM)) {
         pidfd = -1;
         // SAFETY: as above.
@@ -314,7 +390,7 @@ fn spawn(
                 // SAFETY: the kernel returned a fresh pidfd that we own.
                 unsafe { OwnedFd::from_raw_fd(pidfd) }
             });
-            Ok((pid, pidfd))
+            Ok((pid, pidfd, in_cgroup))
         }
         Err(e) => {
             drop(blocked);
@@ -353,12 +429,15 @@ pub fn launch(spec: &Spec, opts: &LaunchOptions<'_>) -> Result<Launched, LaunchE
     let mut mount_fds: Vec<RawFd> = vec![-1; plan.mounts.len()];
     let join_user = plan.join_user.as_deref().map(open_ns).transpose()?;
     let join_net = plan.join_net.as_deref().map(open_ns).transpose()?;
-    let (first, first_pidfd) = spawn(
+    // Joining a user namespace: the first process is an intermediate one (no new
+    // namespaces) that joins, then forks the container's process, which inherits its cgroup.
+    let (first, first_pidfd, in_cgroup) = spawn(
         if join_user.is_some() {
             0
         } else {
             plan.clone_flags
         },
+        opts.cgroup.and_then(|c| c.dir_fd),
         || {
             sys::close(parent_sock.as_raw_fd());
             let mut ctx = Ctx {
@@ -402,14 +481,25 @@ pub fn launch(spec: &Spec, opts: &LaunchOptions<'_>) -> Result<Launched, LaunchE
             .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
         (pid, pidfd)
     } else {
-        if let Err(e) = idmap::apply(first, &uids, &gids) {
-            let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
-            kill_and_reap(first);
-            return Err(e.into());
-        }
         (first, first_pidfd)
     };
     drop(join_net);
+    // The container's process waits for PARENT_MAPPED: move it into its cgroup now when
+    // clone3 could not start it (or the intermediate process) there.
+    if let (Some(cg), false) = (opts.cgroup, in_cgroup) {
+        if let Err(e) = enter_cgroup(pid, cg.path) {
+            let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
+            kill_and_reap(pid);
+            return Err(e);
+        }
+    }
+    if plan.join_user.is_none() {
+        if let Err(e) = idmap::apply(pid, &uids, &gids) {
+            let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
+            kill_and_reap(pid);
+            return Err(e.into());
+        }
+    }
     if let Err(e) = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_MAPPED), None) {
         kill_and_reap(pid);
         return Err(LaunchError::sys("signalling the container process", e));
@@ -545,7 +635,7 @@ pub fn exec_into(
         what: "socketpair".into(),
         source: e,
     })?;
-    let (mid, _) = spawn(0, || {
+    let (mid, _, in_cgroup) = spawn(0, opts.cgroup.and_then(|c| c.dir_fd), || {
         sys::close(parent_sock.as_raw_fd());
         let mut none: [RawFd; 0] = [];
         let mut ctx = Ctx {
@@ -560,12 +650,26 @@ pub fn exec_into(
     })?;
     drop(child_sock);
     let sync_fd = parent_sock.as_raw_fd();
+    if let (Some(cg), false) = (opts.cgroup, in_cgroup) {
+        // The exec'd process is forked by `mid` once it has joined the namespaces; `mid` is
+        // moved first so that the process starts inside.
+        if let Err(e) = enter_cgroup(mid, cg.path) {
+            kill_and_reap(mid);
+            return Err(e);
+        }
+    }
     let mut grandchild = None;
     let mut pty_master = None;
     let result = loop {
         match sync::recv(sync_fd) {
             Ok(Some((m, fd))) => match m.kind {
-                sync::CHILD_PID => grandchild = Some(m.value),
+                sync::CHILD_PID => {
+                    grandchild = Some(m.value);
+                    // Fallback only (no CLONE_INTO_CGROUP): if `mid` forked before it was moved.
+                    if let (Some(cg), false) = (opts.cgroup, in_cgroup) {
+                        let _ = enter_cgroup(m.value, cg.path);
+                    }
+                }
                 sync::CHILD_PTY => pty_master = fd,
                 sync::CHILD_READY => break Ok(()),
                 sync::CHILD_ERROR => break Err(child_error(&errors, m)),

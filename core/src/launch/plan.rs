@@ -112,6 +112,8 @@ pub struct ChildPlan {
     /// process then runs in that user namespace instead of a new one (no id maps to write).
     pub join_user: Option<PathBuf>,
     pub join_net: Option<PathBuf>,
+    /// A layered rootfs to mount on `rootfs` first (see `crate::rootfs`).
+    pub layered: Option<crate::rootfs::LayeredPlan>,
 }
 
 fn cstr(s: impl AsRef<OsStr>, what: &str) -> Result<CString, LaunchError> {
@@ -531,5 +533,6 @@ pub fn child_plan(spec: &Spec, no_pivot: bool, hook_pause: bool) -> Result<Child
         has_dev,
         join_user,
         join_net,
+        layered: crate::rootfs::launch_plan(spec)?,
     })
 }

@@ -1,8 +1,8 @@
 //! The network facts a container's generated `/etc/hosts`, `/etc/resolv.conf` and
-//! `/etc/hostname` are made from, and a minimal rendering of those files.
+//! `/etc/hostname` are made from.
 //!
-//! The rootfs code (generated per-container files, like Docker's init layer) consumes
-//! [`Facts`]; [`render`] is the one place that turns them into file contents.
+//! The rootfs code (`rootfs::etc`, generated per-container files like Docker's init layer) is
+//! the one place that turns [`Facts`] into file contents; [`write`] rewrites them in place.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -69,61 +69,15 @@ pub struct Facts {
     pub extra_hosts: Vec<HostEntry>,
     /// Other containers on the same user network.
     pub peers: Vec<HostEntry>,
+    /// The container shares the host's network (its hosts and resolv.conf are the host's).
+    #[serde(default)]
+    pub host_network: bool,
 }
 
-/// The contents of (`/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`).
-pub fn render(f: &Facts) -> (String, String, String) {
-    let mut hosts =
-        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    let mut own = vec![f.hostname.clone()];
-    own.extend(f.aliases.iter().filter(|a| **a != f.hostname).cloned());
-    match f.ip {
-        Some(ip) => hosts.push_str(&format!("{ip}\t{}\n", own.join(" "))),
-        None => hosts.push_str(&format!("127.0.1.1\t{}\n", own.join(" "))),
-    }
-    for e in f.extra_hosts.iter().chain(&f.peers) {
-        // A user network lists every member, this container included.
-        if f.peers.contains(e) && own.contains(&e.name) {
-            continue;
-        }
-        hosts.push_str(&format!("{}\t{}\n", e.ip, e.name));
-    }
-    let mut resolv = String::new();
-    if !f.dns_search.is_empty() {
-        resolv.push_str(&format!("search {}\n", f.dns_search.join(" ")));
-    }
-    for ns in &f.dns {
-        resolv.push_str(&format!("nameserver {ns}\n"));
-    }
-    (hosts, resolv, format!("{}\n", f.hostname))
-}
-
-/// File names, in the container's state directory, of the generated files, with where each
-/// is mounted in the container.
-pub const FILES: [(&str, &str); 3] = [
-    ("hosts", "/etc/hosts"),
-    ("resolv.conf", "/etc/resolv.conf"),
-    ("hostname", "/etc/hostname"),
-];
-
-/// Writes the rendered files into `dir` in place (same inode, so a file already bind-mounted
-/// into a container shows the new content), readable by every id of the container.
+/// Rewrites the generated files in the container directory `dir` in place (same inodes, so
+/// the files bind-mounted into a running container show the new content).
 pub fn write(dir: &Path, f: &Facts) -> Result<(), NetworkError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let (hosts, resolv, hostname) = render(f);
-    for ((name, _), content) in FILES.iter().zip([hosts, resolv, hostname]) {
-        let path = dir.join(name);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&path)
-            .map_err(|e| NetworkError::io("writing", &path, e))?;
-        file.write_all(content.as_bytes())
-            .map_err(|e| NetworkError::io("writing", &path, e))?;
-    }
+    crate::rootfs::etc::write(dir, f)?;
     Ok(())
 }
 
@@ -154,24 +108,5 @@ mod tests {
         assert!("nocolon".parse::<HostEntry>().is_err());
         assert!("db:notanip".parse::<HostEntry>().is_err());
         assert!("bad name:1.2.3.4".parse::<HostEntry>().is_err());
-    }
-
-    #[test]
-    fn renders_docker_like_files() {
-        let f = Facts {
-            hostname: "web".into(),
-            aliases: vec!["myweb".into()],
-            ip: Some("10.0.2.100".parse().unwrap()),
-            dns: vec!["10.0.2.3".parse().unwrap()],
-            dns_search: vec!["example.org".into()],
-            extra_hosts: vec!["db:10.1.1.1".parse().unwrap()],
-            ..Default::default()
-        };
-        let (hosts, resolv, hostname) = render(&f);
-        assert!(hosts.contains("127.0.0.1\tlocalhost\n"));
-        assert!(hosts.contains("10.0.2.100\tweb myweb\n"));
-        assert!(hosts.contains("10.1.1.1\tdb\n"));
-        assert_eq!(resolv, "search example.org\nnameserver 10.0.2.3\n");
-        assert_eq!(hostname, "web\n");
     }
 }

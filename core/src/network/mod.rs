@@ -66,6 +66,8 @@ pub enum NetworkError {
     },
     #[error("network state: {0}")]
     State(String),
+    #[error(transparent)]
+    Files(#[from] crate::rootfs::RootfsError),
 }
 
 impl NetworkError {
@@ -218,6 +220,9 @@ pub struct Prepared {
     id: String,
     hostname: String,
     aliases: Vec<String>,
+    /// The container's name, when the user gave one.
+    #[serde(default)]
+    name: Option<String>,
     /// Where the generated /etc files live (the container's state directory), when any.
     files_dir: Option<PathBuf>,
     /// Say this to the user (the default fell back to `none`, first time only).
@@ -239,18 +244,16 @@ pub fn pasta_dns() -> (Vec<IpAddr>, bool) {
     }
 }
 
-/// Whether an id was chosen by the user (a name) rather than generated (64 hex digits).
-fn is_name(id: &str) -> bool {
-    !(id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-/// Resolves the networking of container `id` and adjusts its spec: namespaces (none/host/
-/// a user network's) and bind mounts of generated /etc files. Ports are checked here, before
-/// anything starts: privileged or busy ports are clear errors.
+/// Resolves the networking of container `id` (named `name` by the user, when it is) and
+/// adjusts its spec's namespaces (none/host/a user network's). The generated /etc files are
+/// the rootfs setup's (`rootfs::Setup::network` gets [`Prepared::facts`]); [`Prepared::attach`]
+/// rewrites them in place once the address is known. Ports are checked here, before anything
+/// starts: privileged or busy ports are clear errors.
 pub fn prepare(
     opts: &NetworkOptions,
     root: &StateRoot,
     id: &str,
+    name: Option<&str>,
     spec: &mut Spec,
 ) -> Result<Prepared, NetworkError> {
     let mut note = None;
@@ -329,8 +332,8 @@ pub fn prepare(
         .clone()
         .unwrap_or_else(|| id.chars().take(12).collect());
     let mut aliases = Vec::new();
-    if is_name(id) && etc::valid_hostname(id) && id != hostname {
-        aliases.push(id.to_string());
+    if let Some(n) = name.filter(|n| etc::valid_hostname(n) && *n != hostname) {
+        aliases.push(n.to_string());
     }
     if let Some(linux) = spec.linux_mut() {
         let mut ns = linux.namespaces().clone().unwrap_or_default();
@@ -354,28 +357,6 @@ pub fn prepare(
         }
         linux.set_namespaces(Some(ns));
     }
-    // Generated /etc files: always with a network of our own; with none/host only when the
-    // user asked for entries.
-    let wants_files = matches!(resolved, Resolved::Private(..) | Resolved::User(_))
-        || !opts.add_hosts.is_empty()
-        || !opts.dns.is_empty()
-        || !opts.dns_search.is_empty();
-    let files_dir = wants_files.then(|| root.dir(id));
-    if let Some(dir) = &files_dir {
-        let mut mounts = spec.mounts().clone().unwrap_or_default();
-        for (name, dest) in etc::FILES {
-            if mounts.iter().any(|m| m.destination() == Path::new(dest)) {
-                continue; // the user's own volume wins
-            }
-            let m = serde_json::from_value(serde_json::json!({
-                "destination": dest, "type": "bind", "source": dir.join(name),
-                "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]
-            }))
-            .map_err(|e| NetworkError::Invalid(format!("mount {dest}: {e}")))?;
-            mounts.push(m);
-        }
-        spec.set_mounts(Some(mounts));
-    }
     Ok(Prepared {
         mode: resolved,
         ports,
@@ -384,7 +365,8 @@ pub fn prepare(
         id: id.to_string(),
         hostname,
         aliases,
-        files_dir,
+        name: name.map(str::to_string),
+        files_dir: Some(root.dir(id)),
         note,
     })
 }
@@ -464,28 +446,33 @@ impl Prepared {
         true
     }
 
-    fn base_facts(&self) -> Facts {
+    /// What the container's /etc files are made from, as far as it is known before the
+    /// launch (everything but the address and a user network's peers): for the rootfs setup,
+    /// which generates and mounts the files. The name servers are the user's (`--dns`), else
+    /// the helper's; empty for none/host (the host's then, by the generator's rules).
+    pub fn facts(&self) -> Facts {
+        let dns = if !self.opts.dns.is_empty() {
+            self.opts.dns.clone()
+        } else {
+            match &self.mode {
+                Resolved::None | Resolved::Host => Vec::new(),
+                Resolved::Private(HelperKind::Pasta, _) => pasta_dns().0,
+                Resolved::Private(HelperKind::Slirp4netns, _) => helper::SLIRP_DNS
+                    .parse()
+                    .map(|a| vec![a])
+                    .unwrap_or_default(),
+                Resolved::User(net) => net.dns.clone(),
+            }
+        };
         Facts {
             hostname: self.hostname.clone(),
             aliases: self.aliases.clone(),
-            dns: self.opts.dns.clone(),
+            dns,
             dns_search: self.opts.dns_search.clone(),
             extra_hosts: self.opts.add_hosts.clone(),
+            host_network: matches!(self.mode, Resolved::Host),
             ..Default::default()
         }
-    }
-
-    /// Creates the generated /etc files before launch (their mounts are prepared before the
-    /// container's namespaces are configured; [`Prepared::attach`] fills them in place).
-    pub fn write_files(&self) -> Result<(), NetworkError> {
-        let Some(dir) = &self.files_dir else {
-            return Ok(());
-        };
-        let mut f = self.base_facts();
-        if f.dns.is_empty() && matches!(self.mode, Resolved::Host | Resolved::None) {
-            f.dns = etc::host_nameservers();
-        }
-        etc::write(dir, &f)
     }
 
     /// Attaches the network to the container whose first process is `pid` (its namespaces
@@ -498,33 +485,14 @@ impl Prepared {
             files_dir: self.files_dir.clone(),
             ..Default::default()
         };
-        let mut facts = self.base_facts();
+        let mut facts = self.facts();
         match &self.mode {
-            Resolved::None => {
-                a.mode = "none".into();
-                if facts.dns.is_empty() {
-                    facts.dns = etc::host_nameservers();
-                }
-            }
-            Resolved::Host => {
-                a.mode = "host".into();
-                if facts.dns.is_empty() {
-                    facts.dns = etc::host_nameservers();
-                }
-            }
+            Resolved::None => a.mode = "none".into(),
+            Resolved::Host => a.mode = "host".into(),
             Resolved::Private(kind, program) => {
                 a.mode = kind.to_string();
                 let dir = self.state_root().dir(&self.id);
-                let (dns, forward) = match kind {
-                    HelperKind::Pasta => pasta_dns(),
-                    HelperKind::Slirp4netns => (
-                        helper::SLIRP_DNS
-                            .parse()
-                            .map(|a| vec![a])
-                            .unwrap_or_default(),
-                        false,
-                    ),
-                };
+                let forward = *kind == HelperKind::Pasta && pasta_dns().1;
                 let h = helper::start(&helper::Start {
                     kind: *kind,
                     program,
@@ -535,9 +503,6 @@ impl Prepared {
                     dns_forward: forward && self.opts.dns.is_empty(),
                 })?;
                 a.helper = Some(h);
-                if facts.dns.is_empty() {
-                    facts.dns = dns;
-                }
             }
             Resolved::User(net) => {
                 a.mode = net.name.clone();
@@ -553,9 +518,6 @@ impl Prepared {
                             }
                         }
                     }
-                }
-                if facts.dns.is_empty() {
-                    facts.dns = net.dns.clone();
                 }
             }
         }
@@ -573,6 +535,7 @@ impl Prepared {
             names.extend(self.aliases.iter().cloned());
             let member = user::Member {
                 id: self.id.clone(),
+                name: self.name.clone().unwrap_or_else(|| self.hostname.clone()),
                 names,
                 pid,
                 pid_start: crate::container::state::process_start_time(pid),
@@ -689,7 +652,7 @@ mod tests {
             add_hosts: vec!["db:10.0.0.5".parse().unwrap()],
             ..Default::default()
         };
-        let p = prepare(&opts, &root, "c1", &mut spec).unwrap();
+        let p = prepare(&opts, &root, "c1", Some("web"), &mut spec).unwrap();
         p.save(&dir).unwrap();
         let q = Prepared::load(&dir).unwrap().unwrap();
         assert_eq!(

@@ -34,6 +34,9 @@ pub const RESERVED: [&str; 6] = ["none", "host", "private", "bridge", "pasta", "
 pub struct Member {
     /// The container id.
     pub id: String,
+    /// Its name (`--name`; else its hostname).
+    #[serde(default)]
+    pub name: String,
     /// Names that resolve to it (its name and hostname).
     pub names: Vec<String>,
     /// Its first process and that process's start time (to prune crashed members).
@@ -309,7 +312,16 @@ pub fn remove(root: &StateRoot, name: &str, force: bool) -> Result<(), NetworkEr
     if !live.is_empty() && !force {
         return Err(NetworkError::NetworkInUse {
             name: name.to_string(),
-            containers: live.iter().map(|m| m.id.clone()).collect(),
+            containers: live
+                .iter()
+                .map(|m| {
+                    if m.name.is_empty() {
+                        m.id.clone()
+                    } else {
+                        m.name.clone()
+                    }
+                })
+                .collect(),
         });
     }
     stop(&net);

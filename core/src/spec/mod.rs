@@ -301,6 +301,13 @@ pub struct RunOptions {
     /// `--network`, `-p`, `-P` (the image code fills `network.exposed`), `--add-host`,
     /// `--dns`, `--dns-search`: applied by `network::prepare` after `to_spec`.
     pub network: crate::network::NetworkOptions,
+    /// Resource limits (`--memory`, `--cpus`, ...) → `linux.resources`.
+    pub resources: crate::cgroup::ResourceOptions,
+    /// `--cgroup-parent`: the container's cgroup is `<parent>/<id>` (absolute: from the cgroup2
+    /// mount; relative: from the delegated cgroup) → `linux.cgroupsPath`.
+    pub cgroup_parent: Option<String>,
+    /// A layered rootfs; `rootfs` is then the (empty) directory it is mounted on.
+    pub rootfs_layers: Option<crate::rootfs::Layers>,
 }
 
 impl RunOptions {
@@ -423,6 +430,19 @@ impl RunOptions {
         if let Some(linux) = spec.linux_mut() {
             linux.set_seccomp(seccomp);
         }
+        self.apply_cgroup(&mut spec, id)?;
+        if let Some(layers) = &self.rootfs_layers {
+            let layers = layers
+                .canonicalize()
+                .and_then(|l| l.validate().map(|_| l))
+                .map_err(|e| SpecError::Invalid(e.to_string()))?;
+            let mut ann = spec.annotations().clone().unwrap_or_default();
+            ann.insert(
+                crate::rootfs::ANNOTATION_LAYERS.into(),
+                layers.to_annotation(),
+            );
+            spec.set_annotations(Some(ann));
+        }
         if self.init {
             let mut ann = spec.annotations().clone().unwrap_or_default();
             ann.insert(ANNOTATION_INIT.into(), "true".into());
@@ -430,6 +450,33 @@ impl RunOptions {
         }
         validate(&spec)?;
         Ok(spec)
+    }
+}
+
+impl RunOptions {
+    /// Limits and cgroup placement into the spec.
+    fn apply_cgroup(&self, spec: &mut Spec, id: &str) -> Result<(), SpecError> {
+        let resources = self
+            .resources
+            .to_oci()
+            .map_err(|e| SpecError::Invalid(e.to_string()))?;
+        if let Some(linux) = spec.linux_mut() {
+            if resources.is_some() {
+                linux.set_resources(resources);
+            }
+            if let Some(parent) = &self.cgroup_parent {
+                if parent.is_empty() || parent.split('/').any(|c| c == "..") {
+                    return Err(SpecError::Invalid(format!(
+                        "invalid --cgroup-parent {parent:?}: expected a cgroup path without \"..\""
+                    )));
+                }
+                linux.set_cgroups_path(Some(PathBuf::from(format!(
+                    "{}/{id}",
+                    parent.trim_end_matches('/')
+                ))));
+            }
+        }
+        Ok(())
     }
 }
 
