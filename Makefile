@@ -45,9 +45,13 @@ lint:
 unit:
 	$(CARGO) test --release
 
-## bench: start-to-exit of `true`: rootbox-runtime vs crun, runc, bwrap, unshare
+## bench: rootbox side by side with its peers (ratios in bench/results/*.json):
+##        start-to-exit of `true` (rootbox-runtime vs crun, runc, bwrap, unshare),
+##        `run --rm IMAGE true` (rootbox vs podman), layer unpack (rootbox vs tar -x)
 bench: build
 	bench/runtime.sh
+	bench/image.sh
+	bench/unpack.sh
 
 clean:
 	$(CARGO) clean
