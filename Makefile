@@ -6,6 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 DEMO_ROOTFS := target/demo/busybox-rootfs
+DEMO_STORE := target/demo/store
 
 .PHONY: build demo test lint unit bench bench-network clean
 
@@ -13,7 +14,7 @@ DEMO_ROOTFS := target/demo/busybox-rootfs
 build:
 	$(CARGO) build --release
 
-## demo: run a container from a tiny busybox rootfs as the invoking user
+## demo: import a tiny busybox image and run a container from it as the invoking user
 demo: build
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	    && ! dpkg-query -W -f='$${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then \
@@ -24,8 +25,11 @@ demo: build
 	@if [ ! -x $(DEMO_ROOTFS)/bin/busybox ]; then \
 	    rm -rf $(DEMO_ROOTFS); tests/lib/mk-busybox-rootfs.sh $(DEMO_ROOTFS); \
 	fi
-	@echo "+ rootbox run --rootfs $(DEMO_ROOTFS) -- sh -c 'echo hello from \$$(hostname); echo pid=\$$\$$ uid=\$$(id -u)'"
-	@$(RELEASE)/rootbox run --rootfs $(DEMO_ROOTFS) -- sh -c 'echo hello from $$(hostname); echo pid=$$$$ uid=$$(id -u)'
+	@tar -C $(DEMO_ROOTFS) -cf target/demo/busybox.tar .
+	@echo "+ rootbox import target/demo/busybox.tar busybox:demo   (store: $(DEMO_STORE))"
+	@$(RELEASE)/rootbox --root $(DEMO_STORE) import target/demo/busybox.tar busybox:demo >/dev/null
+	@echo "+ rootbox run --rm busybox:demo sh -c 'echo hello from \$$(hostname); echo pid=\$$\$$ uid=\$$(id -u)'"
+	@$(RELEASE)/rootbox --root $(DEMO_STORE) run --rm busybox:demo sh -c 'echo hello from $$(hostname); echo pid=$$$$ uid=$$(id -u)'
 
 ## test: as root: set up the machine, lint, build, unit tests, integration tests as
 ##       the unprivileged user rbtest and as root; otherwise the same as yourself
@@ -41,9 +45,13 @@ lint:
 unit:
 	$(CARGO) test --release
 
-## bench: start-to-exit of `true`: rootbox-runtime vs crun, runc, bwrap, unshare
+## bench: rootbox side by side with its peers (ratios in bench/results/*.json):
+##        start-to-exit of `true` (rootbox-runtime vs crun, runc, bwrap, unshare),
+##        `run --rm IMAGE true` (rootbox vs podman), layer unpack (rootbox vs tar -x)
 bench: build
 	bench/runtime.sh
+	bench/image.sh
+	bench/unpack.sh
 
 ## bench-network: published-port throughput and connection latency: rootbox (pasta,
 ##                slirp4netns) vs podman rootless -p

@@ -238,10 +238,13 @@ enum NetCmd {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Root filesystem directory to run in (with --rootfs-overlay: the empty directory the
-    /// layers are mounted on, inside the container only).
+    /// Run in this root filesystem directory instead of an image (with --rootfs-overlay: the
+    /// empty directory the layers are mounted on, inside the container only).
     #[arg(long)]
-    rootfs: PathBuf,
+    rootfs: Option<PathBuf>,
+    /// Override the image's ENTRYPOINT ('' clears it).
+    #[arg(long, allow_hyphen_values = true)]
+    entrypoint: Option<String>,
     /// Advanced: a layered rootfs, lower=BOTTOM:...:TOP,upper=DIR,work=DIR (lowest layer
     /// first; writes go to upper, which must be on the same filesystem as work).
     #[arg(long = "rootfs-overlay", value_name = "SPEC")]
@@ -327,8 +330,8 @@ struct RunArgs {
     /// Seconds `stop` waits before SIGKILL (default 10).
     #[arg(long)]
     stop_timeout: Option<u32>,
-    /// The command and its arguments.
-    #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
+    /// IMAGE [COMMAND [ARG...]], or with --rootfs: COMMAND [ARG...].
+    #[arg(trailing_var_arg = true, value_name = "IMAGE | COMMAND")]
     command: Vec<String>,
 }
 
@@ -466,7 +469,6 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
         .iter()
         .map(|p| p.parse::<network::PortSpec>())
         .collect::<Result<Vec<_>, _>>()?;
-    let chosen_ports = a.publish_all || publish.iter().any(|p| p.host_port.is_none());
     let add_hosts = a
         .add_host
         .iter()
@@ -490,7 +492,7 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
     let mut volumes: Vec<BindVolume> = Vec::new();
     let mut tmpfs = a.tmpfs.clone();
     let mut setup = Setup {
-        store,
+        store: store.clone(),
         etc_files: true,
         network_host,
         ..Default::default()
@@ -507,7 +509,35 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
             t @ MountRequest::Tmpfs { .. } => tmpfs.extend(t.tmpfs_arg()),
         }
     }
+    // `run IMAGE [CMD...]` or `run --rootfs DIR CMD...`.
+    let mut command = a.command.clone();
+    let image = match &a.rootfs {
+        Some(_) if command.is_empty() => {
+            return Err(invalid(
+                "no command given: rootbox run --rootfs DIR -- CMD [ARG...]".into(),
+            ))
+        }
+        Some(_) => None,
+        None if command.is_empty() => {
+            return Err(invalid(
+                "no image given: rootbox run [OPTIONS] IMAGE [CMD...] (or --rootfs DIR CMD...)"
+                    .into(),
+            ))
+        }
+        None => Some(command.remove(0)),
+    };
+    if image.is_none() && a.entrypoint.is_some() {
+        return Err(invalid(
+            "--entrypoint applies to an image, not to --rootfs".into(),
+        ));
+    }
     let rootfs_layers = match (&a.rootfs_overlay, &a.storage_driver) {
+        (Some(_), _) if image.is_some() => {
+            return Err(invalid(
+                "--rootfs-overlay needs --rootfs DIR (its mount point)".into(),
+            ))
+        }
+        (None, Some(_)) if image.is_some() => None,
         (Some(spec), driver) => {
             let mut l: Layers = spec.parse()?;
             if let Some(d) = driver {
@@ -537,13 +567,13 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
             _ => return Err(invalid(format!("unknown --security-opt {o:?}"))),
         }
     }
-    let opts = RunOptions {
-        rootfs: a.rootfs,
-        args: a.command,
-        env: a.env,
-        cwd: a.workdir,
-        user: a.user,
-        hostname: a.hostname,
+    let mut opts = RunOptions {
+        rootfs: a.rootfs.clone().unwrap_or_default(),
+        args: command,
+        env: a.env.clone(),
+        cwd: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
         init: a.init,
         read_only: a.read_only,
         volumes,
@@ -559,7 +589,7 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
             exposed: Vec::new(),
             add_hosts,
             dns,
-            dns_search: a.dns_search,
+            dns_search: a.dns_search.clone(),
         },
         resources: a.limits.resources()?,
         cgroup_parent: a.limits.cgroup_parent.clone(),
@@ -569,18 +599,76 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
     if let Some(n) = &a.name {
         container::names::validate_name(n)?;
     }
+    let mut stop_signal = a.stop_signal.clone();
+    if let Some(reference) = &image {
+        let driver = match &a.storage_driver {
+            Some(d) => d.parse()?,
+            None => rootbox_core::rootfs::Driver::default(),
+        };
+        let req = container::from_image::FromImage {
+            store: &store,
+            reference,
+            entrypoint: a.entrypoint.as_deref(),
+            driver,
+        };
+        let prepared = container::from_image::prepare(&id, &req, &mut opts, &mut setup)?;
+        // `-P` publishes the image's exposed ports.
+        opts.network.exposed = prepared.applied.exposed_ports.clone();
+        if stop_signal.is_none() {
+            stop_signal = prepared.applied.stop_signal.clone();
+        }
+    }
+    // Until the container is registered, its writable layer is ours to remove on failure.
+    let result = run_prepared(
+        a,
+        &opts,
+        setup,
+        &state_dir,
+        &id,
+        image.as_deref(),
+        stop_signal,
+        create_only,
+    );
+    if result.is_err()
+        && image.is_some()
+        && !(StateRoot {
+            path: state_dir.clone(),
+        })
+        .dir(&id)
+        .exists()
+    {
+        if let Ok(store) = rootbox_core::image::Store::open(Some(store.clone())) {
+            let _ = store.remove_container_dirs(&id);
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_prepared(
+    a: RunArgs,
+    opts: &RunOptions,
+    setup: Setup,
+    state_dir: &std::path::Path,
+    id: &str,
+    image: Option<&str>,
+    stop_signal: Option<String>,
+    create_only: bool,
+) -> Result<i32, Error> {
+    let id = id.to_string();
     let mut spec = opts.to_spec(&id)?;
     a.limits.cgroup_options()?.annotate(&mut spec);
-    let root = StateRoot::open(&state_dir)?;
+    let root = StateRoot::open(state_dir)?;
     let net = network::prepare(&opts.network, &root, &id, a.name.as_deref(), &mut spec)?;
     if let Some(note) = &net.note {
         eprintln!("{PROG}: note: {note}");
     }
-    if chosen_ports {
+    if opts.network.publish_all || opts.network.publish.iter().any(|p| p.host_port.is_none()) {
         for p in net.ports() {
             eprintln!("{PROG}: publishing {p}");
         }
     }
+    let mut setup = setup;
     setup.network = Some(net.facts());
     if a.detach || create_only {
         let opts = container::manage::NewContainer {
@@ -589,9 +677,9 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
             bundle: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             open_stdin: a.interactive,
             auto_remove: a.rm,
-            stop_signal: a.stop_signal,
+            stop_signal,
             stop_timeout: a.stop_timeout,
-            image: String::new(),
+            image: image.unwrap_or_default().to_string(),
             rootfs_setup: Some(setup),
             network: Some(net),
         };
@@ -608,6 +696,7 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
         &spec,
         (&id, &name),
         setup,
+        image,
         net,
     );
     container::names::release(&root, &name, &id);
@@ -636,6 +725,7 @@ fn run_foreground(
     spec: &rootbox_core::spec::OciSpec,
     (id, name): (&str, &str),
     setup: Setup,
+    image: Option<&str>,
     net: network::Prepared,
 ) -> Result<i32, Error> {
     let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
@@ -656,7 +746,10 @@ fn run_foreground(
     let forwarder =
         SignalForwarder::install().map_err(|e| invalid(format!("signal handling: {e}")))?;
     let running = container::run::run(root, id, spec, &copts)?;
-    let _ = container::manage::update(root, id, |r| r.name = name.to_string());
+    let _ = container::manage::update(root, id, |r| {
+        r.name = name.to_string();
+        r.lifecycle.image = image.unwrap_or_default().to_string();
+    });
     drop(devnull);
     let exit = wait_foreground_exit(running, forwarder, true)?;
     if exit.oom_killed {

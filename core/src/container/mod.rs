@@ -5,6 +5,7 @@ pub mod attach;
 pub mod create;
 pub mod delete;
 pub mod exec;
+pub mod from_image;
 pub mod hooks;
 pub mod kill;
 pub mod logs;

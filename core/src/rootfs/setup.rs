@@ -16,6 +16,9 @@ use super::{etc, vfs, Layers, RootfsError, VolumeMount, VolumeSource};
 pub struct Setup {
     /// The store root (named volumes live in `<store>/volumes`).
     pub store: PathBuf,
+    /// The container's rootfs comes from an image: its writable layer and in-use record
+    /// (`<store>/containers/<id>`) go with the container.
+    pub image: bool,
     /// Named and anonymous volumes, in order.
     pub volumes: Vec<VolumeMount>,
     /// Generate `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf`.
@@ -30,6 +33,8 @@ pub struct Setup {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Record {
     store: PathBuf,
+    #[serde(default)]
+    image: bool,
     user: Option<User>,
     volumes: Vec<String>,
     anonymous: Vec<String>,
@@ -63,6 +68,7 @@ impl Setup {
     ) -> Result<Spec, RootfsError> {
         let mut rec = Record {
             store: self.store.clone(),
+            image: self.image,
             user: Some(User {
                 state_dir: state_dir.to_path_buf(),
                 id: id.to_string(),
@@ -163,6 +169,19 @@ pub fn release(dir: &Path, remove_anonymous: bool) {
     let Ok(rec) = serde_json::from_str::<Record>(&text) else {
         return;
     };
+    if rec.image {
+        if let (Some(u), Ok(images)) = (
+            &rec.user,
+            crate::image::Store::open(Some(rec.store.clone())),
+        ) {
+            if let Err(e) = images.remove_container_dirs(&u.id) {
+                eprintln!(
+                    "rootbox: warning: container {}'s writable layer kept: {e}",
+                    u.id
+                );
+            }
+        }
+    }
     if rec.volumes.is_empty() {
         return;
     }
