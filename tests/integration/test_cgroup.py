@@ -245,6 +245,19 @@ def test_runtime_cgroup_verbs_say_why(runtime, make_bundle):
 
 
 @no_delegation
+def test_pause_without_a_cgroup(rootbox, box_args, background):
+    b = background(box_args("sh", "-c", "echo ready; exec sleep 60", opts=["--name", "frozen"]))
+    b.wait_for("ready")
+    r = rootbox("pause", "frozen")
+    assert r.rc == 1 and "frozen" in r.err and "cgroup" in r.err, r
+    r = rootbox("unpause", "frozen")
+    assert r.rc == 1 and "frozen" in r.err and "paused" in r.err, r
+    r = rootbox("pause", "nosuch")
+    assert r.rc == 1 and "nosuch" in r.err, r
+    os.kill(b.container_init(), signal.SIGKILL)
+
+
+@no_delegation
 def test_stats_without_a_cgroup(rootbox, box_args, background):
     b = background(box_args("sh", "-c", "echo ready; exec sleep 60", opts=["--name", "statsless"]))
     b.wait_for("ready")

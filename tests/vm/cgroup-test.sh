@@ -102,8 +102,7 @@ esac
 out=$(run_in --name plain -- sh -c 'cat /proc/self/cgroup; ls /sys/fs/cgroup/ | grep -c memory' 2>&1); rc=$?
 if [ $rc = 0 ] && echo "$out" | grep -qx '0::/'; then
     ok "container without limits runs in its own cgroup (cgroup namespace root: 0::/)"
-    # No container cgroup (a directory) is left; the cgroup's own interface files are.
-    if [ -d "$BASE" ] && [ -z "$(find "$BASE" -mindepth 1 -type d)" ]; then ok "its cgroup is gone after the run"; else not_ok "its cgroup is gone after the run" "$(ls -la "$BASE" 2>&1)"; fi
+    if [ -d "$BASE" ] && [ -z "$(find "$BASE" -mindepth 1 -maxdepth 1 -type d)" ]; then ok "its cgroup is gone after the run"; else not_ok "its cgroup is gone after the run" "$(ls -la "$BASE" 2>&1)"; fi
 else
     not_ok "container without limits runs in its own cgroup" "rc=$rc" "$out"
 fi
@@ -118,7 +117,6 @@ fi
 # The fallback of kernels without CLONE_INTO_CGROUP: the parent writes the pid to cgroup.procs
 # before the child may go on.
 err=$(ROOTBOX_CGROUP_ENTRY=procs run_in --name fb --memory 32m -- sh -c 'cat /proc/self/cgroup; exec dd if=/dev/zero of=/dev/null bs=100M count=1' 2>&1); rc=$?
-# (the cgroup is named after the container's id: the name is only a label)
 if [ $rc = 137 ] && has_all "$err" "OOM-killed" "/rootbox/"; then
     ok "cgroup.procs fallback (no CLONE_INTO_CGROUP): the process starts limited, OOM-killed"
 else
@@ -187,9 +185,8 @@ if [ -n "$CPU" ]; then
         not_ok "--cpus 0.5 gives 40-60% of a CPU" "got $pct% (usage $u0 -> $u1 us, uptime $t0 -> $t1), cpu.max: $max"
     fi
     st=$(rb stats --no-stream cpu 2>&1)
-    short=$(echo "${CPU##*/}" | cut -c1-12)
     case $st in
-        *CONTAINER*"$short"*%*) ok "rootbox stats --no-stream shows the running container" ;;
+        *NAME*cpu*%*) ok "rootbox stats --no-stream shows the running container" ;;
         *) not_ok "rootbox stats --no-stream" "$st" ;;
     esac
     js=$(rb stats --no-stream --format json cpu 2>&1)
@@ -313,6 +310,29 @@ case "$rc:$out" in
     125:*pids*disabled*) ok "--cgroup-manager disabled with a limit is refused" ;;
     *) not_ok "--cgroup-manager disabled with a limit" "rc=$rc $out" ;;
 esac
+
+# --- rootbox: a detached container under its monitor: pause, unpause, stop while paused, rm -----
+if [ -n "${ROOTBOX_MONITOR:-}" ] && cid=$(rb run -d --network none --name frz --rootfs "$ROOTFS" -- sleep 1000 2>&1); then
+    cg=$BASE/$cid
+    if rb pause frz >/dev/null && [ "$(field "$cg/cgroup.events" frozen)" = 1 ] \
+        && rb ps -a | grep frz | grep -qi paused \
+        && rb unpause frz >/dev/null && [ "$(field "$cg/cgroup.events" frozen)" = 0 ]; then
+        ok "rootbox pause / unpause freeze and thaw a detached container's cgroup"
+    else
+        not_ok "rootbox pause / unpause" "$(cat "$cg/cgroup.events" 2>&1)" "$(rb ps -a 2>&1)"
+    fi
+    rb pause frz >/dev/null 2>&1
+    out=$(rb stop -t 2 frz 2>&1); rc=$?
+    if [ $rc = 0 ] && rb ps -a | grep frz | grep -qi exited; then
+        ok "rootbox stop of a paused container thaws and stops it"
+    else
+        not_ok "rootbox stop of a paused container" "rc=$rc $out" "$(rb ps -a 2>&1)"
+    fi
+    rb rm -f frz >/dev/null 2>&1
+    if [ ! -e "$cg" ]; then ok "rootbox rm removes the detached container's cgroup"; else not_ok "rm removes the cgroup" "$(ls "$cg")"; fi
+else
+    not_ok "rootbox run -d under the monitor" "${cid:-ROOTBOX_MONITOR not set}"
+fi
 
 # --- nothing left behind -------------------------------------------------------------------
 left=$(find "$BASE" -mindepth 1 -maxdepth 1 -type d 2>&1 | tr '\n' ' ')

@@ -741,15 +741,15 @@ fn run_foreground(
         kill_on_parent_death: true,
         rootfs_setup: Some(setup),
         network: Some(std::sync::Arc::new(net)),
+        name: name.to_string(),
         ..Default::default()
     };
     let forwarder =
         SignalForwarder::install().map_err(|e| invalid(format!("signal handling: {e}")))?;
     let running = container::run::run(root, id, spec, &copts)?;
-    let _ = container::manage::update(root, id, |r| {
-        r.name = name.to_string();
-        r.lifecycle.image = image.unwrap_or_default().to_string();
-    });
+    if let Some(image) = image {
+        let _ = container::manage::update(root, id, |r| r.lifecycle.image = image.to_string());
+    }
     drop(devnull);
     let exit = wait_foreground_exit(running, forwarder, true)?;
     if exit.oom_killed {
@@ -796,7 +796,7 @@ fn stats(a: StatsArgs, state_dir: PathBuf) -> Result<i32, Error> {
         if !json {
             println!(
                 "{:<16} {:>7} {:>22} {:>7} {:>11} {:>9} {:>9}",
-                "CONTAINER", "CPU %", "MEM USAGE / LIMIT", "MEM %", "MEM PEAK", "PIDS", "OOM KILLS"
+                "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "MEM PEAK", "PIDS", "OOM KILLS"
             );
         }
         let mut alive = 0;
@@ -823,7 +823,11 @@ fn stats(a: StatsArgs, state_dir: PathBuf) -> Result<i32, Error> {
                 let limit = now.memory_limit.map_or("unlimited".into(), human_bytes);
                 println!(
                     "{:<16} {:>6.2}% {:>22} {:>7} {:>11} {:>9} {:>9}",
-                    c.id().chars().take(16).collect::<String>(),
+                    if c.record.name.is_empty() {
+                        c.id().chars().take(16).collect::<String>()
+                    } else {
+                        c.record.name.clone()
+                    },
                     cpu,
                     format!("{} / {}", human_bytes(now.memory_current), limit),
                     mem_pct.map_or("-".into(), |m| format!("{m:.2}%")),

@@ -33,6 +33,8 @@ pub struct CreateOptions {
     pub cgroup: CgroupOptions,
     /// `rootbox run`'s per-container preparation: generated /etc files and volumes.
     pub rootfs_setup: Option<crate::rootfs::Setup>,
+    /// The container's name (recorded before its process starts, so it can be used at once).
+    pub name: String,
 }
 
 /// Applies `opts.rootfs_setup` (if any) to a registered container and saves the resulting

@@ -307,6 +307,10 @@ pub fn stop(
                 },
             };
             let secs = timeout.or(c.record.lifecycle.stop_timeout).unwrap_or(10);
+            if c.status() == Status::Paused {
+                // A frozen process can't act on its stop signal: thaw it first.
+                super::pause::resume(root, c.id())?;
+            }
             if let Some(pid) = c.record.pid {
                 // SAFETY: signalling the container's first process (checked alive above).
                 unsafe { libc::kill(pid, sig) };

@@ -167,6 +167,15 @@ impl Container {
     }
 
     /// The container's cgroup, or an error naming why it has none (for pause, update, stats).
+    /// The name the user knows the container by: its name, else its id.
+    pub fn display_name(&self) -> String {
+        if self.record.name.is_empty() {
+            self.id().to_string()
+        } else {
+            self.record.name.clone()
+        }
+    }
+
     pub fn require_cgroup(&self, action: &str) -> Result<Cgroup, CgroupError> {
         // Named after what the user typed: the name when it has one.
         let who = if self.record.name.is_empty() {

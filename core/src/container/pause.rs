@@ -10,7 +10,7 @@ pub fn pause(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
     let status = c.status();
     if !matches!(status, Status::Running | Status::Created) {
         return Err(StateError::WrongStatus {
-            id: id.into(),
+            id: c.display_name(),
             status,
             action: "pause",
             wanted: "running",
@@ -30,7 +30,7 @@ pub fn resume(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
     let status = c.status();
     if status != Status::Paused {
         return Err(StateError::WrongStatus {
-            id: id.into(),
+            id: c.display_name(),
             status,
             action: "resume",
             wanted: "paused",

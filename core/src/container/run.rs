@@ -88,6 +88,7 @@ pub fn run(
     opts: &CreateOptions,
 ) -> Result<Running, ContainerError> {
     let mut c = register(root, id, spec, &opts.bundle)?;
+    c.record.name = opts.name.clone();
     let result = (|| {
         let spec = apply_setup(&c, spec, opts)?;
         let launched = start_registered(&mut c, &spec, opts)?;

@@ -35,6 +35,10 @@ pub enum LifecycleCmd {
     Rm(RmArgs),
     /// Wait until containers stop; print their exit codes.
     Wait(RefsArgs),
+    /// Freeze every process of containers (needs a delegated cgroup v2).
+    Pause(RefsArgs),
+    /// Thaw paused containers.
+    Unpause(RefsArgs),
     /// Show the processes of a running container.
     Top(RefArgs),
     /// Attach to a running container's input and output.
@@ -209,6 +213,31 @@ fn root(state_dir: &Path) -> Result<StateRoot, Error> {
 }
 
 /// Runs a lifecycle command; returns the exit code.
+/// `pause` / `unpause`: each container in turn; 1 when any failed (Docker's exit code).
+fn freeze_all(root: &StateRoot, refs: &[String], freeze: bool) -> i32 {
+    use rootbox_core::container::{pause, ContainerError};
+    let mut rc = 0;
+    for r in refs {
+        let done = container::names::resolve(root, r)
+            .map_err(ContainerError::from)
+            .and_then(|id| {
+                if freeze {
+                    pause::pause(root, &id)
+                } else {
+                    pause::resume(root, &id)
+                }
+            });
+        match done {
+            Ok(()) => println!("{r}"),
+            Err(e) => {
+                eprintln!("rootbox: {e}");
+                rc = 1;
+            }
+        }
+    }
+    rc
+}
+
 pub fn dispatch(cmd: LifecycleCmd, state_dir: &Path) -> Result<i32, Error> {
     let root = root(state_dir)?;
     match cmd {
@@ -241,6 +270,8 @@ pub fn dispatch(cmd: LifecycleCmd, state_dir: &Path) -> Result<i32, Error> {
             manage::remove(&root, r, a.force)?;
             Ok(())
         }),
+        LifecycleCmd::Pause(a) => Ok(freeze_all(&root, &a.containers, true)),
+        LifecycleCmd::Unpause(a) => Ok(freeze_all(&root, &a.containers, false)),
         LifecycleCmd::Wait(a) => {
             let mut rc = 0;
             for r in &a.containers {
