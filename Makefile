@@ -8,7 +8,7 @@ RELEASE := target/release
 DEMO_ROOTFS := target/demo/busybox-rootfs
 DEMO_STORE := target/demo/store
 
-.PHONY: build demo test lint unit bench clean
+.PHONY: build demo test lint unit bench bench-network clean
 
 ## build: release binaries target/release/rootbox and target/release/rootbox-runtime
 build:
@@ -52,6 +52,11 @@ bench: build
 	bench/runtime.sh
 	bench/image.sh
 	bench/unpack.sh
+
+## bench-network: published-port throughput and connection latency: rootbox (pasta,
+##                slirp4netns) vs podman rootless -p
+bench-network: build
+	bench/network.sh
 
 clean:
 	$(CARGO) clean

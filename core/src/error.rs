@@ -7,6 +7,7 @@ use crate::container::{ContainerError, StateError};
 use crate::idmap::IdMapError;
 use crate::image::ImageError;
 use crate::launch::LaunchError;
+use crate::network::NetworkError;
 use crate::rootfs::RootfsError;
 use crate::seccomp::SeccompError;
 use crate::spec::SpecError;
@@ -24,6 +25,8 @@ pub enum Error {
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
     #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
@@ -37,6 +40,7 @@ impl From<ContainerError> for Error {
             ContainerError::State(e) => Error::State(e),
             ContainerError::Spec(e) => Error::Spec(e),
             ContainerError::Launch(e) => Error::Launch(e),
+            ContainerError::Network(e) => Error::Network(e),
             ContainerError::Cgroup(e) => Error::Cgroup(e),
             ContainerError::Rootfs(e) => Error::Rootfs(e),
         }

@@ -20,6 +20,10 @@ pub struct HostInfo {
     pub overlay: OverlayInfo,
     pub cgroup: CgroupInfo,
     pub helpers: Vec<Helper>,
+    /// What `--network` defaults to here (`private` through a helper, or `none`).
+    pub network_default: String,
+    /// Why the default is `none`, when it is.
+    pub network_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -224,6 +228,14 @@ pub fn host_info() -> HostInfo {
             }
         },
         cgroup: cgroup_info(),
+        network_default: match crate::network::default_mode() {
+            (crate::network::Mode::Private(_), _) => match crate::network::preferred_helper() {
+                Some(k) => format!("private ({k})"),
+                None => "private".into(),
+            },
+            (m, _) => m.to_string(),
+        },
+        network_note: crate::network::default_mode().1,
         helpers: vec![
             helper("newuidmap", "maps subordinate uids (package uidmap)"),
             helper("newgidmap", "maps subordinate gids (package uidmap)"),
@@ -327,6 +339,10 @@ impl HostInfo {
             ));
         }
         s.push_str(&format!("  note:            {}\n", c.note));
+        s.push_str(&format!("network default:   {}\n", self.network_default));
+        if let Some(n) = &self.network_note {
+            s.push_str(&format!("  note:            {n}\n"));
+        }
         s.push_str("helpers:\n");
         for h in &self.helpers {
             s.push_str(&format!(

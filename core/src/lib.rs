@@ -10,6 +10,7 @@
 //! - [`seccomp`]: OCI seccomp profiles compiled to BPF, Docker's default profile.
 //! - [`cgroup`]: cgroup v2 discovery, per-container cgroups and limits, stats, freeze, kill.
 //! - [`container`]: state, locks and the lifecycle verbs.
+//! - [`network`]: none/host/private (pasta, slirp4netns) networks, published ports, user networks.
 //! - [`image`]: OCI image store, references, secure layer unpacking, archives, image config.
 //! - [`rootfs`]: layered rootfs (overlay, fuse-overlayfs, vfs), generated /etc files, volumes.
 //! - [`info`]: what this host offers (kernel, id mapping, overlay, cgroups, helpers).
@@ -21,6 +22,7 @@ pub mod idmap;
 pub mod image;
 pub mod info;
 pub mod launch;
+pub mod network;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;

@@ -70,7 +70,7 @@ def test_no_host_processes_visible(box):
 
 
 def test_network_has_only_lo(box):
-    r = box("sh", "-c", "ls /sys/class/net; echo ---; cat /proc/net/dev")
+    r = box("sh", "-c", "ls /sys/class/net; echo ---; cat /proc/net/dev", opts=["--network", "none"])
     assert r.rc == 0, r
     sys_part, dev_part = r.out.split("---\n", 1)
     assert sys_part.split() == ["lo"], r
@@ -80,7 +80,7 @@ def test_network_has_only_lo(box):
 
 
 def test_loopback_is_usable(box):
-    r = box("ip", "-o", "link", "show")
+    r = box("ip", "-o", "link", "show", opts=["--network", "none"])
     assert r.rc == 0, r
     assert len(r.lines) == 1 and ": lo:" in r.lines[0], r
 

@@ -25,7 +25,7 @@ not_ok() {
 field() { sed -n "s/^$2 //p" "$1" 2>/dev/null; }  # field FILE KEY
 rb() { "$ROOTBOX" "$@"; }
 rt() { "$ROOTBOX_RUNTIME" --root "$STATE" "$@"; }
-run_in() { rb run --rootfs "$ROOTFS" "$@"; }  # run_in [OPTS] -- CMD
+run_in() { rb run --network none --rootfs "$ROOTFS" "$@"; }  # run_in [OPTS] -- CMD
 # wait_for COND-COMMAND [TENTHS]: poll until it succeeds
 wait_for() {
     i=0; while ! sh -c "$1" >/dev/null 2>&1; do
@@ -310,7 +310,7 @@ case "$rc:$out" in
 esac
 
 # --- rootbox: a detached container under its monitor: pause, unpause, stop while paused, rm -----
-if [ -n "${ROOTBOX_MONITOR:-}" ] && cid=$(rb run -d --name frz --rootfs "$ROOTFS" -- sleep 1000 2>&1); then
+if [ -n "${ROOTBOX_MONITOR:-}" ] && cid=$(rb run -d --network none --name frz --rootfs "$ROOTFS" -- sleep 1000 2>&1); then
     cg=$BASE/$cid
     if rb pause frz >/dev/null && [ "$(field "$cg/cgroup.events" frozen)" = 1 ] \
         && rb ps -a | grep frz | grep -qi paused \

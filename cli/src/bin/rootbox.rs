@@ -12,6 +12,7 @@ use rootbox_cli::{die, wait_foreground_exit, SignalForwarder};
 use rootbox_core::cgroup::{CgroupOptions, ResourceOptions};
 use rootbox_core::container::{self, create::CreateOptions, state::StateRoot};
 use rootbox_core::idmap::IdMapMode;
+use rootbox_core::network;
 use rootbox_core::rootfs::{Layers, MountRequest, Setup, VolumeStore};
 use rootbox_core::spec::{BindVolume, RunOptions};
 use rootbox_core::Error;
@@ -40,6 +41,11 @@ struct Cli {
 enum Cmd {
     /// Run a command in a new container.
     Run(Box<RunArgs>),
+    /// Manage user networks: containers on one reach each other by name.
+    Network {
+        #[command(subcommand)]
+        cmd: NetCmd,
+    },
     /// Create a new container (set up, waiting for `start`).
     Create(Box<RunArgs>),
     #[command(flatten)]
@@ -197,6 +203,39 @@ enum VolumeCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum NetCmd {
+    /// Create a user network.
+    Create {
+        name: String,
+        /// The helper for outbound traffic: slirp4netns (default when installed: it can add
+        /// published ports to a running network) or pasta.
+        #[arg(long)]
+        helper: Option<String>,
+    },
+    /// List user networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Only names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove user networks.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Remove even when containers still use it.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Show user networks as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
 #[derive(Args, Debug)]
 struct RunArgs {
     /// Run in this root filesystem directory instead of an image (with --rootfs-overlay: the
@@ -250,9 +289,27 @@ struct RunArgs {
     /// How container ids map to the host's: auto, single or subids.
     #[arg(long, default_value = "auto")]
     idmap: String,
-    /// Network: none (only loopback) or host.
-    #[arg(long, default_value = "none")]
-    network: String,
+    /// Network: none (only loopback), host, private (pasta, else slirp4netns), pasta,
+    /// slirp4netns, or the name of a user network. Default: private when a helper is
+    /// installed, else none.
+    #[arg(long = "network", visible_alias = "net")]
+    network: Option<String>,
+    /// Publish a container port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp] (default IP
+    /// 127.0.0.1; without a host port a free one is chosen and reported).
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Add an /etc/hosts entry NAME:IP.
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// DNS server for the container's /etc/resolv.conf.
+    #[arg(long)]
+    dns: Vec<String>,
+    /// DNS search domain for the container's /etc/resolv.conf.
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
     /// Security options: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
@@ -286,6 +343,7 @@ fn main() {
         .unwrap_or_else(|| StateRoot::default_path("rootbox"));
     let store = rootbox_core::rootfs::data_root(cli.root.as_deref());
     let code = match cli.cmd {
+        Cmd::Network { cmd } => network_cmd(cmd, state_dir),
         Cmd::Run(args) => run(*args, state_dir, store.clone(), false),
         Cmd::Create(args) => run(*args, state_dir, store.clone(), true),
         Cmd::Lifecycle(cmd) => {
@@ -400,15 +458,38 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
         .idmap
         .parse()
         .map_err(rootbox_core::spec::SpecError::from)?;
-    let network_host = match a.network.as_str() {
-        "none" => false,
-        "host" => true,
-        other => {
+    let net_mode = a
+        .network
+        .as_deref()
+        .map(str::parse::<network::Mode>)
+        .transpose()?;
+    let network_host = net_mode == Some(network::Mode::Host);
+    let publish = a
+        .publish
+        .iter()
+        .map(|p| p.parse::<network::PortSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let chosen_ports = a.publish_all || publish.iter().any(|p| p.host_port.is_none());
+    let add_hosts = a
+        .add_host
+        .iter()
+        .map(|h| h.parse::<network::HostEntry>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let dns = a
+        .dns
+        .iter()
+        .map(|d| {
+            d.parse::<std::net::IpAddr>()
+                .map_err(|_| invalid(format!("invalid --dns {d:?}: not an IP address")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for d in &a.dns_search {
+        if !network::etc::valid_hostname(d) {
             return Err(invalid(format!(
-                "unknown network {other:?} (expected none or host)"
-            )))
+                "invalid --dns-search {d:?}: not a domain name"
+            )));
         }
-    };
+    }
     let mut volumes: Vec<BindVolume> = Vec::new();
     let mut tmpfs = a.tmpfs.clone();
     let mut setup = Setup {
@@ -502,6 +583,15 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
         idmap,
         network_host,
         seccomp,
+        network: network::NetworkOptions {
+            mode: net_mode,
+            publish,
+            publish_all: a.publish_all,
+            exposed: Vec::new(),
+            add_hosts,
+            dns,
+            dns_search: a.dns_search.clone(),
+        },
         resources: a.limits.resources()?,
         cgroup_parent: a.limits.cgroup_parent.clone(),
         rootfs_layers,
@@ -526,6 +616,7 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
         if stop_signal.is_none() {
             stop_signal = prepared.applied.stop_signal.clone();
         }
+        opts.network.exposed = prepared.applied.exposed_ports.clone();
     }
     // Until the container is registered, its writable layer is ours to remove on failure.
     let result = run_prepared(
@@ -537,6 +628,7 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
         image.as_deref(),
         stop_signal,
         create_only,
+        chosen_ports,
     );
     if result.is_err()
         && image.is_some()
@@ -557,17 +649,28 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
 fn run_prepared(
     a: RunArgs,
     opts: &RunOptions,
-    setup: Setup,
+    mut setup: Setup,
     state_dir: &std::path::Path,
     id: &str,
     image: Option<&str>,
     stop_signal: Option<String>,
     create_only: bool,
+    chosen_ports: bool,
 ) -> Result<i32, Error> {
     let id = id.to_string();
     let mut spec = opts.to_spec(&id)?;
     a.limits.cgroup_options()?.annotate(&mut spec);
     let root = StateRoot::open(state_dir)?;
+    let net = network::prepare(&opts.network, &root, &id, a.name.as_deref(), &mut spec)?;
+    if let Some(note) = &net.note {
+        eprintln!("{PROG}: note: {note}");
+    }
+    if chosen_ports {
+        for p in net.ports() {
+            eprintln!("{PROG}: publishing {p}");
+        }
+    }
+    setup.network = Some(net.facts());
     if a.detach || create_only {
         let opts = container::manage::NewContainer {
             id: Some(id),
@@ -579,6 +682,7 @@ fn run_prepared(
             stop_timeout: a.stop_timeout,
             image: image.unwrap_or_default().to_string(),
             rootfs_setup: Some(setup),
+            network: Some(net),
         };
         return lifecycle_new(&root, &spec, &opts, create_only);
     }
@@ -591,9 +695,9 @@ fn run_prepared(
         a.interactive || a.tty,
         &root,
         &spec,
-        &id,
-        &name,
+        (&id, &name),
         setup,
+        net,
         image,
     );
     container::names::release(&root, &name, &id);
@@ -620,9 +724,9 @@ fn run_foreground(
     stdin: bool,
     root: &StateRoot,
     spec: &rootbox_core::spec::OciSpec,
-    id: &str,
-    name: &str,
+    (id, name): (&str, &str),
     setup: Setup,
+    net: network::Prepared,
     image: Option<&str>,
 ) -> Result<i32, Error> {
     let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
@@ -638,6 +742,7 @@ fn run_foreground(
         kill_on_parent_death: true,
         rootfs_setup: Some(setup),
         name: name.to_string(),
+        network: Some(std::sync::Arc::new(net)),
         ..Default::default()
     };
     let forwarder =
@@ -742,4 +847,73 @@ fn stats(a: StatsArgs, state_dir: PathBuf) -> Result<i32, Error> {
             return Ok(0);
         }
     }
+}
+
+fn network_cmd(cmd: NetCmd, state_dir: PathBuf) -> Result<i32, Error> {
+    let root = StateRoot::open(&state_dir)?;
+    match cmd {
+        NetCmd::Create { name, helper } => {
+            let helper = match helper.as_deref() {
+                None => None,
+                Some("pasta") => Some(network::HelperKind::Pasta),
+                Some("slirp4netns") => Some(network::HelperKind::Slirp4netns),
+                Some(other) => {
+                    return Err(network::NetworkError::Invalid(format!(
+                        "unknown --helper {other:?} (expected pasta or slirp4netns)"
+                    ))
+                    .into())
+                }
+            };
+            let net = network::user::create(&root, &name, helper)?;
+            println!("{}", net.name);
+        }
+        NetCmd::Ls { quiet } => {
+            let nets = network::user::list(&root)?;
+            if quiet {
+                for n in &nets {
+                    println!("{}", n.name);
+                }
+            } else {
+                println!(
+                    "{:<20} {:<12} {:<16} {:<8} CONTAINERS",
+                    "NAME", "DRIVER", "IP", "RUNNING"
+                );
+                for n in &nets {
+                    let i = n.info();
+                    println!(
+                        "{:<20} {:<12} {:<16} {:<8} {}",
+                        i.name,
+                        i.driver,
+                        i.ip_address.map_or("-".into(), |a| a.to_string()),
+                        if i.running { "yes" } else { "no" },
+                        i.containers.len()
+                    );
+                }
+            }
+        }
+        NetCmd::Rm { names, force } => {
+            let mut failed = false;
+            for n in &names {
+                match network::user::remove(&root, n, force) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("{PROG}: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            return Ok(if failed { 1 } else { 0 });
+        }
+        NetCmd::Inspect { names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                out.push(network::user::load(&root, n)?.info());
+            }
+            match serde_json::to_string_pretty(&out) {
+                Ok(s) => println!("{s}"),
+                Err(e) => die(PROG, e, 1),
+            }
+        }
+    }
+    Ok(0)
 }

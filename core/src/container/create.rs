@@ -26,6 +26,9 @@ pub struct CreateOptions {
     pub stdio: Option<[RawFd; 3]>,
     /// Kill the container if the launching thread dies (foreground runs).
     pub kill_on_parent_death: bool,
+    /// The network to attach once the namespaces exist (see `network::prepare`); its helper
+    /// dies with the launching thread (the foreground `run`, or the container's monitor).
+    pub network: Option<std::sync::Arc<crate::network::Prepared>>,
     /// cgroup manager and limit policy (`--cgroup-manager`, `--cgroup-limits`).
     pub cgroup: CgroupOptions,
     /// `rootbox run`'s per-container preparation: generated /etc files and volumes.
@@ -110,6 +113,7 @@ pub(crate) fn register(
             oom_killed: false,
             name: String::new(),
             lifecycle: Default::default(),
+            network: None,
         },
     };
     c.save()?;
@@ -126,7 +130,24 @@ pub(crate) fn launch_recorded(
     fifo: Option<PathBuf>,
 ) -> Result<Launched, ContainerError> {
     let hook_state = c.oci_state();
+    let net = opts.network.as_deref();
+    // The network is attached first (hooks see a configured interface); its error is kept
+    // typed for the caller.
+    let attached = std::cell::RefCell::new(None);
+    let net_error = std::cell::RefCell::new(None);
     let before_pivot = |pid: i32| -> Result<(), String> {
+        if let Some(n) = net {
+            // The helper dies with this thread: the foreground `run`'s or the monitor's, which
+            // both live as long as the container.
+            match n.attach(pid, true) {
+                Ok(a) => *attached.borrow_mut() = Some(a),
+                Err(e) => {
+                    let m = e.to_string();
+                    *net_error.borrow_mut() = Some(e);
+                    return Err(m);
+                }
+            }
+        }
         let mut st = hook_state.clone();
         st.pid = Some(pid);
         st.status = Status::Creating;
@@ -145,7 +166,7 @@ pub(crate) fn launch_recorded(
         start_fifo: fifo,
         no_pivot: opts.no_pivot,
         kill_on_parent_death: opts.kill_on_parent_death,
-        before_pivot: if hooks::has_create_hooks(spec) {
+        before_pivot: if hooks::has_create_hooks(spec) || net.is_some_and(|n| n.needs_attach()) {
             Some(&before_pivot)
         } else {
             None
@@ -159,8 +180,25 @@ pub(crate) fn launch_recorded(
             path: &p.cgroup.path,
         }),
     };
-    let mut launched = launch::launch(spec, &lopts)?;
+    let launched = launch::launch(spec, &lopts);
     drop(cg);
+    let attached = attached.into_inner();
+    let mut launched = match launched {
+        Ok(l) => l,
+        Err(e) => {
+            if let Some(a) = &attached {
+                crate::network::release(a);
+            }
+            return Err(match net_error.into_inner() {
+                Some(ne) => ne.into(),
+                None => e.into(),
+            });
+        }
+    };
+    if let Some(a) = &attached {
+        c.record.lifecycle.ports = a.ports.clone();
+    }
+    c.record.network = attached;
     if let (Some(sock), Some(master)) = (&opts.console_socket, &launched.pty_master) {
         send_console(sock, master.as_raw_fd())?;
         launched.pty_master = None;
@@ -207,6 +245,9 @@ pub fn create(
 
 /// Undoes a failed create/run: the container's processes, cgroup and state directory.
 pub(crate) fn discard(c: &Container) {
+    if let Some(a) = &c.record.network {
+        crate::network::release(a);
+    }
     if let Some(cg) = c.cgroup() {
         let _ = cg.kill();
         let _ = cg.remove();

@@ -25,6 +25,10 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), ContainerEr
             .into())
         }
     }
+    // The network helper (stopped with the container normally; still there after a crash).
+    if let Some(a) = &c.record.network {
+        crate::network::release(a);
+    }
     if let Some(cg) = c.cgroup() {
         // Processes outside the pid namespace's reach (a config without one) die with it too.
         if cg.exists() && cg.populated() {

@@ -37,6 +37,9 @@ pub struct NewContainer {
     pub image: String,
     /// Generated /etc files and volumes, applied before the monitor starts.
     pub rootfs_setup: Option<crate::rootfs::Setup>,
+    /// The network (see `network::prepare`): saved in the container's directory, attached by
+    /// the monitor each time it launches the container.
+    pub network: Option<crate::network::Prepared>,
 }
 
 /// Resolves a reference (id, name, unique id prefix) and loads the container.
@@ -106,6 +109,12 @@ fn launch_new(
     if let Err(e) = create::apply_rootfs_setup(&c, spec, opts.rootfs_setup.as_ref()) {
         discard(root, &c);
         return Err(e);
+    }
+    if let Some(n) = &opts.network {
+        if let Err(e) = n.save(&c.dir()) {
+            discard(root, &c);
+            return Err(e.into());
+        }
     }
     match monitor::spawn(root, c.id(), mode) {
         Ok(_) => match Container::load(root, c.id()) {
@@ -692,12 +701,7 @@ pub fn port_lines(c: &Container) -> Vec<String> {
         .lifecycle
         .ports
         .iter()
-        .map(|p| {
-            format!(
-                "{}/{} -> {}:{}",
-                p.container_port, p.protocol, p.host_ip, p.host_port
-            )
-        })
+        .map(|p| p.to_string())
         .collect()
 }
 
@@ -797,10 +801,43 @@ pub fn inspect(c: &Container) -> Value {
         .iter()
         .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network);
     let mut ports = serde_json::Map::new();
+    let mut port_bindings = serde_json::Map::new();
     for p in &lc.ports {
-        ports.insert(
-            format!("{}/{}", p.container_port, p.protocol),
-            json!([{"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}]),
+        let key = format!("{}/{}", p.container_port, p.proto);
+        let binding = json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()});
+        for map in [&mut ports, &mut port_bindings] {
+            match map.get_mut(&key).and_then(|v| v.as_array_mut()) {
+                Some(list) => list.push(binding.clone()),
+                None => {
+                    map.insert(key.clone(), json!([binding.clone()]));
+                }
+            }
+        }
+    }
+    let net = c.record.network.as_ref();
+    let ip = if running {
+        crate::network::ip_address(&c.record)
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let gateway = if running {
+        net.and_then(|n| n.gateway)
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let net_mode = match net {
+        Some(n) if !n.mode.is_empty() => n.mode.clone(),
+        _ => if net_ns { "none" } else { "host" }.to_string(),
+    };
+    let mut networks = serde_json::Map::new();
+    if let Some(name) = net.and_then(|n| n.network.clone()) {
+        networks.insert(
+            name.clone(),
+            json!({"NetworkID": name, "IPAddress": ip, "Gateway": gateway, "Aliases": net.map(|n| n.facts.aliases.clone()).unwrap_or_default()}),
         );
     }
     let user = process
@@ -842,8 +879,8 @@ pub fn inspect(c: &Container) -> Value {
             "AutoRemove": lc.auto_remove,
             "Binds": binds,
             "Tmpfs": tmpfs,
-            "NetworkMode": if net_ns { "none" } else { "host" },
-            "PortBindings": {},
+            "NetworkMode": net_mode,
+            "PortBindings": port_bindings,
             "ReadonlyRootfs": spec.as_ref().and_then(|s| s.root().as_ref()).and_then(|r| r.readonly()).unwrap_or(false),
             "Init": spec.as_ref().is_some_and(crate::spec::wants_init),
             "Privileged": false,
@@ -866,9 +903,10 @@ pub fn inspect(c: &Container) -> Value {
             "StopTimeout": lc.stop_timeout.unwrap_or(10),
         },
         "NetworkSettings": {
-            "Networks": {},
+            "Networks": networks,
             "Ports": ports,
-            "IPAddress": "",
+            "IPAddress": ip,
+            "Gateway": gateway,
             "SandboxKey": if running && net_ns { format!("/proc/{pid}/ns/net") } else { String::new() },
         },
     })

@@ -83,6 +83,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Launch(#[from] LaunchError),
     #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Rootfs(#[from] crate::rootfs::RootfsError),

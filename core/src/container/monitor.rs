@@ -379,10 +379,14 @@ fn prepare(root: &Path, id: &str, mode: Mode) -> Result<Supervisor, ContainerErr
         ]),
         _ => None,
     };
+    // The network planned by `run -d`/`create` (saved in the container's directory): its
+    // helper is started by this process and dies with it.
+    let network = crate::network::Prepared::load(&dir)?.map(std::sync::Arc::new);
     let opts = CreateOptions {
         bundle: c.record.bundle.clone(),
         stdio,
         kill_on_parent_death: false,
+        network,
         ..Default::default()
     };
     let mut launched = match mode {
@@ -918,6 +922,11 @@ pub fn record_exit(
     c.record.status = Status::Stopped;
     c.record.exit_code = Some(code);
     c.record.lifecycle.finished_at = Some(state::now_rfc3339());
+    // The network helper goes with the container (its published ports are free again).
+    if let Some(a) = &c.record.network {
+        crate::network::release(a);
+    }
+    c.record.lifecycle.ports.clear();
     let oom = c.oom_killed();
     c.record.oom_killed = oom;
     c.record.lifecycle.oom_killed = oom;

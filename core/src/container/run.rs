@@ -37,6 +37,10 @@ impl Running {
     /// [`Running::wait`], also telling whether the OOM killer struck.
     pub fn wait_exit(mut self, remove: bool) -> Result<Exit, ContainerError> {
         let code = launch::wait_pid(self.launched.pid)?;
+        if let Some(a) = &self.container.record.network {
+            crate::network::release(a);
+        }
+        self.container.record.lifecycle.ports.clear();
         self.container.record.status = Status::Stopped;
         self.container.record.exit_code = Some(code);
         let cg = self.container.cgroup();

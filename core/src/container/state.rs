@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
+pub use crate::network::PortMapping;
 
 /// The lifecycle status, as the OCI runtime spec names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,9 @@ pub struct Record {
     /// What the docker-like lifecycle records (monitor, times, exit details, run options).
     #[serde(default)]
     pub lifecycle: Lifecycle,
+    /// The container's network as attached: helper pid, ports, address (see `network`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::Attached>,
 }
 
 /// Lifecycle details of a container managed by `rootbox` (run -d, create/start, stop, ...).
@@ -101,22 +105,12 @@ pub struct Lifecycle {
     pub stop_timeout: Option<u32>,
     #[serde(default)]
     pub restart_count: u32,
-    /// Published ports (filled by the network helpers).
+    /// Published ports (the network's, see `network::Attached::ports`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMapping>,
     /// The image the container was made from, when it was (empty for `--rootfs`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub image: String,
-}
-
-/// One published port: host address and port to container port and protocol.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PortMapping {
-    pub host_ip: String,
-    pub host_port: u16,
-    pub container_port: u16,
-    pub protocol: String,
 }
 
 /// The OCI `state` output.

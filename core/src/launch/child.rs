@@ -139,6 +139,42 @@ pub fn run(plan: &ChildPlan, ctx: &mut Ctx<'_>) -> ! {
     report_and_exit(ctx.sync, err, &plan.process)
 }
 
+/// The first process of a container that joins an existing user namespace (and network
+/// namespace): this intermediate process enters them, then forks the container's process
+/// with the remaining new namespaces (a pid namespace takes effect only for children) as a
+/// child of the launcher (`CLONE_PARENT`), sends its pid and exits. Only system calls.
+pub fn run_joined(user_fd: RawFd, net_fd: Option<RawFd>, plan: &ChildPlan, ctx: &mut Ctx<'_>) -> ! {
+    if let Err(e) = sys::setns(user_fd, libc::CLONE_NEWUSER) {
+        report_and_exit(ctx.sync, (Step::JoinNamespaces, 0, e), &plan.process);
+    }
+    if let Some(fd) = net_fd {
+        if let Err(e) = sys::setns(fd, libc::CLONE_NEWNET) {
+            report_and_exit(ctx.sync, (Step::JoinNamespaces, 1, e), &plan.process);
+        }
+    }
+    sys::close(user_fd);
+    if let Some(fd) = net_fd {
+        sys::close(fd);
+    }
+    // SAFETY: fork-like clone of this single-threaded process.
+    let pid = match unsafe { sys::clone_legacy(plan.clone_flags | libc::CLONE_PARENT as u64) } {
+        Ok(pid) => pid,
+        Err(e) => report_and_exit(ctx.sync, (Step::Fork, 0, e), &plan.process),
+    };
+    if pid > 0 {
+        let msg = Msg {
+            kind: sync::CHILD_PID,
+            step: 0,
+            index: 0,
+            value: pid,
+        };
+        let _ = sync::send(ctx.sync, &msg, None);
+        // SAFETY: the intermediate process is done.
+        unsafe { libc::_exit(0) };
+    }
+    run(plan, ctx)
+}
+
 /// Sends the failure to the parent (or, if it is gone, writes a line to stderr) and exits with
 /// Docker's codes: 127 for a missing executable, 126 for one that cannot be executed.
 pub fn report_and_exit(sync_fd: RawFd, (step, index, errno): Fail, pp: &ProcessPlan) -> ! {

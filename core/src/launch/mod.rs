@@ -427,8 +427,18 @@ pub fn launch(spec: &Spec, opts: &LaunchOptions<'_>) -> Result<Launched, LaunchE
         None => None,
     };
     let mut mount_fds: Vec<RawFd> = vec![-1; plan.mounts.len()];
-    let (pid, pidfd, in_cgroup) =
-        spawn(plan.clone_flags, opts.cgroup.and_then(|c| c.dir_fd), || {
+    let join_user = plan.join_user.as_deref().map(open_ns).transpose()?;
+    let join_net = plan.join_net.as_deref().map(open_ns).transpose()?;
+    // Joining a user namespace: the first process is an intermediate one (no new
+    // namespaces) that joins, then forks the container's process, which inherits its cgroup.
+    let (first, first_pidfd, in_cgroup) = spawn(
+        if join_user.is_some() {
+            0
+        } else {
+            plan.clone_flags
+        },
+        opts.cgroup.and_then(|c| c.dir_fd),
+        || {
             sys::close(parent_sock.as_raw_fd());
             let mut ctx = Ctx {
                 sync: child_sock.as_raw_fd(),
@@ -438,12 +448,44 @@ pub fn launch(spec: &Spec, opts: &LaunchOptions<'_>) -> Result<Launched, LaunchE
                 kill_on_parent_death: opts.kill_on_parent_death,
                 mount_fds: &mut mount_fds,
             };
-            child::run(&plan, &mut ctx)
-        })?;
+            match &join_user {
+                Some(u) => child::run_joined(
+                    u.as_raw_fd(),
+                    join_net.as_ref().map(|n| n.as_raw_fd()),
+                    &plan,
+                    &mut ctx,
+                ),
+                None => child::run(&plan, &mut ctx),
+            }
+        },
+    )?;
     drop(child_sock);
     drop(fifo);
+    drop(join_user);
     let sync_fd = parent_sock.as_raw_fd();
-
+    let (pid, pidfd) = if plan.join_user.is_some() {
+        // The intermediate process joined the namespaces, forked the container's process as
+        // our child and exits: take the pid it sends, and write no id maps (the joined user
+        // namespace has them).
+        let got = match sync::recv(sync_fd) {
+            Ok(Some((m, _))) if m.kind == sync::CHILD_PID => Ok(m.value),
+            Ok(Some((m, _))) if m.kind == sync::CHILD_ERROR => Err(child_error(&errors, m)),
+            Ok(_) => Err(LaunchError::ChildDied("namespace-joining process".into())),
+            Err(e) => Err(LaunchError::sys("reading from the container process", e)),
+        };
+        let _ = wait_pid(first);
+        let pid = got?;
+        let pidfd = sys::pidfd_open(pid)
+            .ok()
+            // SAFETY: a fresh pidfd we own.
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+        (pid, pidfd)
+    } else {
+        (first, first_pidfd)
+    };
+    drop(join_net);
+    // The container's process waits for PARENT_MAPPED: move it into its cgroup now when
+    // clone3 could not start it (or the intermediate process) there.
     if let (Some(cg), false) = (opts.cgroup, in_cgroup) {
         if let Err(e) = enter_cgroup(pid, cg.path) {
             let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
@@ -451,10 +493,12 @@ pub fn launch(spec: &Spec, opts: &LaunchOptions<'_>) -> Result<Launched, LaunchE
             return Err(e);
         }
     }
-    if let Err(e) = idmap::apply(pid, &uids, &gids) {
-        let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
-        kill_and_reap(pid);
-        return Err(e.into());
+    if plan.join_user.is_none() {
+        if let Err(e) = idmap::apply(pid, &uids, &gids) {
+            let _ = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_ABORT), None);
+            kill_and_reap(pid);
+            return Err(e.into());
+        }
     }
     if let Err(e) = sync::send(sync_fd, &sync::Msg::new(sync::PARENT_MAPPED), None) {
         kill_and_reap(pid);
@@ -505,6 +549,22 @@ pub fn launch(spec: &Spec, opts: &LaunchOptions<'_>) -> Result<Launched, LaunchE
         sync: parent_sock,
         errors,
     })
+}
+
+/// Opens a namespace file to join (`/proc/PID/ns/TYPE` or a bind-mounted one).
+fn open_ns(p: &Path) -> Result<OwnedFd, LaunchError> {
+    let c = CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| LaunchError::Plan(format!("path {} contains a NUL byte", p.display())))?;
+    // SAFETY: valid path.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(LaunchError::sys(
+            format!("opening namespace {} to join", p.display()),
+            sys::errno(),
+        ));
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn open_path(p: &Path) -> Result<OwnedFd, LaunchError> {

@@ -108,6 +108,10 @@ pub struct ChildPlan {
     pub hook_pause: bool,
     /// Whether the child must set `/dev` up (a tmpfs /dev is among the mounts).
     pub has_dev: bool,
+    /// Existing user and network namespaces to join (OCI `path`), e.g. a user network's: the
+    /// process then runs in that user namespace instead of a new one (no id maps to write).
+    pub join_user: Option<PathBuf>,
+    pub join_net: Option<PathBuf>,
     /// A layered rootfs to mount on `rootfs` first (see `crate::rootfs`).
     pub layered: Option<crate::rootfs::LayeredPlan>,
 }
@@ -374,12 +378,23 @@ pub fn child_plan(spec: &Spec, no_pivot: bool, hook_pause: bool) -> Result<Child
     let mut clone_flags = 0u64;
     let mut new_time_ns = false;
     let mut has_netns = false;
+    let mut join_user = None;
+    let mut join_net = None;
     for ns in linux.namespaces().iter().flatten() {
-        if ns.path().is_some() {
-            return Err(LaunchError::Plan(format!(
-                "joining an existing {} namespace by path is not supported",
-                ns.typ()
-            )));
+        if let Some(path) = ns.path() {
+            match ns.typ() {
+                LinuxNamespaceType::User => join_user = Some(path.clone()),
+                LinuxNamespaceType::Network => {
+                    has_netns = true;
+                    join_net = Some(path.clone())
+                }
+                t => {
+                    return Err(LaunchError::Plan(format!(
+                        "joining an existing {t} namespace by path is not supported (only user and network)"
+                    )))
+                }
+            }
+            continue;
         }
         match ns.typ() {
             LinuxNamespaceType::Time => new_time_ns = true,
@@ -392,6 +407,16 @@ pub fn child_plan(spec: &Spec, no_pivot: bool, hook_pause: bool) -> Result<Child
     }
     // rootbox always runs containers in a user namespace: that is what makes it rootless.
     clone_flags |= (libc::CLONE_NEWUSER | libc::CLONE_NEWNS) as u64;
+    if join_user.is_some() {
+        clone_flags &= !(libc::CLONE_NEWUSER as u64);
+    } else if join_net.is_some() {
+        return Err(LaunchError::Plan(
+            "joining a network namespace by path needs its user namespace too (linux.namespaces: a \"user\" entry with the owning namespace's path)".into(),
+        ));
+    }
+    if join_net.is_some() {
+        clone_flags &= !(libc::CLONE_NEWNET as u64);
+    }
 
     let time_offsets = match linux.time_offsets() {
         Some(offsets) if new_time_ns => {
@@ -506,6 +531,8 @@ pub fn child_plan(spec: &Spec, no_pivot: bool, hook_pause: bool) -> Result<Child
         process: process_plan(process, spec, true)?,
         hook_pause,
         has_dev,
+        join_user,
+        join_net,
         layered: crate::rootfs::launch_plan(spec)?,
     })
 }

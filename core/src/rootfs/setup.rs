@@ -25,6 +25,9 @@ pub struct Setup {
     pub etc_files: bool,
     /// The container shares the host's network (resolv.conf and hosts are the host's).
     pub network_host: bool,
+    /// What the files are made from, from the container's network (`network::Prepared::facts`):
+    /// names, name servers, `--add-host`; the network rewrites them once attached.
+    pub network: Option<crate::network::Facts>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -104,8 +107,12 @@ impl Setup {
         let taken = |mounts: &Vec<Mount>, d: &Path| mounts.iter().any(|m| m.destination() == d);
 
         if self.etc_files {
-            let hostname = spec.hostname().clone().unwrap_or_else(|| "rootbox".into());
-            for (host, dest) in etc::write(dir, &hostname, self.network_host)? {
+            let mut facts = self.network.clone().unwrap_or_default();
+            if facts.hostname.is_empty() {
+                facts.hostname = spec.hostname().clone().unwrap_or_else(|| "rootbox".into());
+            }
+            facts.host_network |= self.network_host;
+            for (host, dest) in etc::write(dir, &facts)? {
                 let dest = Path::new(dest);
                 if taken(&mounts, dest) {
                     continue;

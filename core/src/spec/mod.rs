@@ -298,6 +298,9 @@ pub struct RunOptions {
     pub idmap: IdMapMode,
     pub network_host: bool,
     pub seccomp: SeccompChoice,
+    /// `--network`, `-p`, `-P` (the image code fills `network.exposed`), `--add-host`,
+    /// `--dns`, `--dns-search`: applied by `network::prepare` after `to_spec`.
+    pub network: crate::network::NetworkOptions,
     /// Resource limits (`--memory`, `--cpus`, ...) → `linux.resources`.
     pub resources: crate::cgroup::ResourceOptions,
     /// `--cgroup-parent`: the container's cgroup is `<parent>/<id>` (absolute: from the cgroup2
@@ -399,7 +402,7 @@ impl RunOptions {
         spec.set_mounts(Some(mounts));
 
         if let Some(linux) = spec.linux_mut() {
-            if self.network_host {
+            if self.network_host || self.network.mode == Some(crate::network::Mode::Host) {
                 if let Some(ns) = linux.namespaces_mut() {
                     ns.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
                 }
