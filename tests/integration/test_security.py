@@ -164,9 +164,9 @@ def test_proc_exe_of_exec_runtime_not_writable(runtime, make_bundle, secprobe, t
     r = runtime("run", "--detach", "--bundle", b, "e1", timeout=15)
     assert r.rc == 0, r
     for _ in range(40):
-        x = runtime("exec", "e1", "true")
+        x = runtime("exec", "e1", "true", timeout=30)
         assert x.rc == 0, x
-    r = runtime("exec", "e1", "sh", "-c", "while [ ! -f /tmp/done ]; do sleep 0.1; done; echo finished")
+    r = runtime("exec", "e1", "sh", "-c", "while [ ! -f /tmp/done ]; do sleep 0.1; done; echo finished", timeout=60)
     assert r.rc == 0 and "finished" in r.out, r
     out = (b / "rootfs" / "tmp" / "done").read_text()
     assert out == "done\n"

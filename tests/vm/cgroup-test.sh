@@ -25,8 +25,6 @@ not_ok() {
 field() { sed -n "s/^$2 //p" "$1" 2>/dev/null; }  # field FILE KEY
 rb() { "$ROOTBOX" "$@"; }
 rt() { "$ROOTBOX_RUNTIME" --root "$STATE" "$@"; }
-# --network none: the VM has no network helper (pasta, slirp4netns), so the default would be
-# none anyway, with a one-time note on stderr that outputs checked with 2>&1 must not get.
 run_in() { rb run --network none --rootfs "$ROOTFS" "$@"; }  # run_in [OPTS] -- CMD
 # wait_for COND-COMMAND [TENTHS]: poll until it succeeds
 wait_for() {

@@ -469,6 +469,7 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
         .iter()
         .map(|p| p.parse::<network::PortSpec>())
         .collect::<Result<Vec<_>, _>>()?;
+    let chosen_ports = a.publish_all || publish.iter().any(|p| p.host_port.is_none());
     let add_hosts = a
         .add_host
         .iter()
@@ -612,11 +613,10 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
             driver,
         };
         let prepared = container::from_image::prepare(&id, &req, &mut opts, &mut setup)?;
-        // `-P` publishes the image's exposed ports.
-        opts.network.exposed = prepared.applied.exposed_ports.clone();
         if stop_signal.is_none() {
             stop_signal = prepared.applied.stop_signal.clone();
         }
+        opts.network.exposed = prepared.applied.exposed_ports.clone();
     }
     // Until the container is registered, its writable layer is ours to remove on failure.
     let result = run_prepared(
@@ -628,6 +628,7 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
         image.as_deref(),
         stop_signal,
         create_only,
+        chosen_ports,
     );
     if result.is_err()
         && image.is_some()
@@ -648,12 +649,13 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
 fn run_prepared(
     a: RunArgs,
     opts: &RunOptions,
-    setup: Setup,
+    mut setup: Setup,
     state_dir: &std::path::Path,
     id: &str,
     image: Option<&str>,
     stop_signal: Option<String>,
     create_only: bool,
+    chosen_ports: bool,
 ) -> Result<i32, Error> {
     let id = id.to_string();
     let mut spec = opts.to_spec(&id)?;
@@ -663,12 +665,11 @@ fn run_prepared(
     if let Some(note) = &net.note {
         eprintln!("{PROG}: note: {note}");
     }
-    if opts.network.publish_all || opts.network.publish.iter().any(|p| p.host_port.is_none()) {
+    if chosen_ports {
         for p in net.ports() {
             eprintln!("{PROG}: publishing {p}");
         }
     }
-    let mut setup = setup;
     setup.network = Some(net.facts());
     if a.detach || create_only {
         let opts = container::manage::NewContainer {
@@ -696,8 +697,8 @@ fn run_prepared(
         &spec,
         (&id, &name),
         setup,
-        image,
         net,
+        image,
     );
     container::names::release(&root, &name, &id);
     code
@@ -725,8 +726,8 @@ fn run_foreground(
     spec: &rootbox_core::spec::OciSpec,
     (id, name): (&str, &str),
     setup: Setup,
-    image: Option<&str>,
     net: network::Prepared,
+    image: Option<&str>,
 ) -> Result<i32, Error> {
     let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
     let devnull = rootbox_cli::dev_null().map_err(|e| invalid(format!("/dev/null: {e}")))?;
@@ -740,8 +741,8 @@ fn run_foreground(
         stdio,
         kill_on_parent_death: true,
         rootfs_setup: Some(setup),
-        network: Some(std::sync::Arc::new(net)),
         name: name.to_string(),
+        network: Some(std::sync::Arc::new(net)),
         ..Default::default()
     };
     let forwarder =
