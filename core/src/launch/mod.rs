@@ -660,6 +660,9 @@ pub fn exec_into(
     }
     let mut grandchild = None;
     let mut pty_master = None;
+    // `mid` sends the pid after its fork, and the forked process may report READY before
+    // that message is sent: both are needed, in either order.
+    let mut ready = false;
     let result = loop {
         match sync::recv(sync_fd) {
             Ok(Some((m, fd))) => match m.kind {
@@ -669,9 +672,13 @@ pub fn exec_into(
                     if let (Some(cg), false) = (opts.cgroup, in_cgroup) {
                         let _ = enter_cgroup(m.value, cg.path);
                     }
+                    if ready {
+                        break Ok(());
+                    }
                 }
                 sync::CHILD_PTY => pty_master = fd,
-                sync::CHILD_READY => break Ok(()),
+                sync::CHILD_READY if grandchild.is_some() => break Ok(()),
+                sync::CHILD_READY => ready = true,
                 sync::CHILD_ERROR => break Err(child_error(&errors, m)),
                 _ => {
                     break Err(LaunchError::Plan(
