@@ -686,11 +686,13 @@ fn run_prepared(
         };
         return lifecycle_new(&root, &spec, &opts, create_only);
     }
-    let name = a
-        .name
-        .clone()
-        .unwrap_or_else(|| container::names::generate(&root, &id));
-    container::names::reserve(&root, &name, &id)?;
+    let name = match a.name.clone() {
+        Some(n) => {
+            container::names::reserve(&root, &n, &id)?;
+            n
+        }
+        None => container::names::generate(&root, &id)?,
+    };
     let code = run_foreground(
         a.interactive || a.tty,
         &root,

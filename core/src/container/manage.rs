@@ -64,12 +64,11 @@ pub fn register(
     let id = opts.id.clone().unwrap_or_else(super::new_id);
     let name = match &opts.name {
         Some(n) => {
-            names::validate_name(n)?;
+            names::reserve(root, n, &id)?;
             n.clone()
         }
-        None => names::generate(root, &id),
+        None => names::generate(root, &id)?,
     };
-    names::reserve(root, &name, &id)?;
     let mut c = match create::register(root, &id, spec, &opts.bundle) {
         Ok(c) => c,
         Err(e) => {

@@ -110,8 +110,10 @@ const NOUNS: [&str; 24] = [
     "raven", "stoat", "tapir", "walrus",
 ];
 
-/// A free `adjective_noun` name (with a number appended when the plain ones are taken).
-pub fn generate(root: &StateRoot, id: &str) -> String {
+/// Generates and reserves a free `adjective_noun` name for `id`. A plain name already taken
+/// (or taken by a racing create between the check and the reservation) falls back to the name
+/// with the id's first characters appended, which is unique because the id is.
+pub fn generate(root: &StateRoot, id: &str) -> Result<String, StateError> {
     let seed: u64 = id
         .bytes()
         .take(16)
@@ -121,11 +123,20 @@ pub fn generate(root: &StateRoot, id: &str) -> String {
         ADJECTIVES[(seed % 24) as usize],
         NOUNS[((seed / 24) % 24) as usize]
     );
-    if lookup(root, &base).is_none() {
-        return base;
+    let mut last = None;
+    for len in [0usize, 6, 12, id.len()] {
+        let name = if len == 0 {
+            base.clone()
+        } else {
+            format!("{base}_{}", &id[..len.min(id.len())])
+        };
+        match reserve(root, &name, id) {
+            Ok(()) => return Ok(name),
+            Err(e @ StateError::NameInUse { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
     }
-    let short: String = id.chars().take(6).collect();
-    format!("{base}_{short}")
+    Err(last.unwrap_or_else(|| StateError::BadName(base)))
 }
 
 /// Resolves a reference (full id, name, or unique id prefix) to a container id.
@@ -188,6 +199,16 @@ mod tests {
         assert!(e.to_string().contains("already in use"), "{e}");
         assert_eq!(resolve(&root, "web").unwrap(), "aaa111");
         assert_eq!(resolve(&root, "aab").unwrap(), "aab222");
+        // A generated name never clashes, even when its plain form is taken.
+        let (id1, id2) = ("0123456789abcdef01", "0123456789abcdef02");
+        fake(&root, id1);
+        fake(&root, id2);
+        let n1 = generate(&root, id1).unwrap();
+        let n2 = generate(&root, id2).unwrap();
+        assert_eq!(n2, format!("{n1}_012345"));
+        assert_eq!(lookup(&root, &n2).as_deref(), Some(id2));
+        release(&root, &n1, id1);
+        release(&root, &n2, id2);
         let e = resolve(&root, "aa").unwrap_err();
         assert!(e.to_string().contains("ambiguous"), "{e}");
         assert!(matches!(
