@@ -196,16 +196,27 @@ pub fn wait_foreground_exit(
 ) -> Result<rootbox_core::container::run::Exit, rootbox_core::Error> {
     let pid = running.pid();
     let pty = running.take_pty();
+    relay_foreground(pid, pty, forwarder, || Ok(running.wait_exit(remove)?))
+}
+
+/// Relays signals (to `pid`) and the terminal (`pty`, in raw mode) while `wait` waits for the
+/// container's end.
+pub fn relay_foreground<T>(
+    pid: i32,
+    pty: Option<OwnedFd>,
+    forwarder: SignalForwarder,
+    wait: impl FnOnce() -> Result<T, rootbox_core::Error>,
+) -> Result<T, rootbox_core::Error> {
     let raw = pty.as_ref().and_then(|_| RawMode::enable(0));
     forwarder.set_target(pid, pty.as_ref().map(|p| p.as_raw_fd()));
     let output = pty.map(proxy_pty);
-    let exit = running.wait_exit(remove);
+    let exit = wait();
     if let Some(t) = output {
         let _ = t.join();
     }
     drop(forwarder);
     drop(raw);
-    Ok(exit?)
+    exit
 }
 
 /// An fd for /dev/null, for a container without stdin.

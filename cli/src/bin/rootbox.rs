@@ -8,13 +8,13 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use rootbox_cli::{die, wait_foreground_exit, SignalForwarder};
+use rootbox_cli::{die, relay_foreground, SignalForwarder};
 use rootbox_core::cgroup::{CgroupOptions, ResourceOptions};
-use rootbox_core::container::{self, create::CreateOptions, state::StateRoot};
-use rootbox_core::idmap::IdMapMode;
+use rootbox_core::container;
+use rootbox_core::container::request::{self, Dirs, Prepared, RunRequest};
+use rootbox_core::container::state::StateRoot;
 use rootbox_core::network;
-use rootbox_core::rootfs::{Layers, MountRequest, Setup, VolumeStore};
-use rootbox_core::spec::{BindVolume, RunOptions};
+use rootbox_core::rootfs::VolumeStore;
 use rootbox_core::Error;
 
 const PROG: &str = "rootbox";
@@ -453,284 +453,68 @@ fn volume(cmd: VolumeCmd, store: &std::path::Path) -> Result<i32, Error> {
 }
 
 fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Result<i32, Error> {
-    let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
-    let idmap: IdMapMode = a
-        .idmap
-        .parse()
-        .map_err(rootbox_core::spec::SpecError::from)?;
-    let net_mode = a
-        .network
-        .as_deref()
-        .map(str::parse::<network::Mode>)
-        .transpose()?;
-    let network_host = net_mode == Some(network::Mode::Host);
-    let publish = a
-        .publish
-        .iter()
-        .map(|p| p.parse::<network::PortSpec>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let chosen_ports = a.publish_all || publish.iter().any(|p| p.host_port.is_none());
-    let add_hosts = a
-        .add_host
-        .iter()
-        .map(|h| h.parse::<network::HostEntry>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let dns = a
-        .dns
-        .iter()
-        .map(|d| {
-            d.parse::<std::net::IpAddr>()
-                .map_err(|_| invalid(format!("invalid --dns {d:?}: not an IP address")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    for d in &a.dns_search {
-        if !network::etc::valid_hostname(d) {
-            return Err(invalid(format!(
-                "invalid --dns-search {d:?}: not a domain name"
-            )));
-        }
-    }
-    let mut volumes: Vec<BindVolume> = Vec::new();
-    let mut tmpfs = a.tmpfs.clone();
-    let mut setup = Setup {
-        store: store.clone(),
-        etc_files: true,
-        network_host,
-        ..Default::default()
-    };
-    let requests = a
-        .volume
-        .iter()
-        .map(|v| MountRequest::parse_volume(v))
-        .chain(a.mount.iter().map(|m| MountRequest::parse_mount(m)));
-    for r in requests {
-        match r? {
-            MountRequest::Bind(b) => volumes.push(b),
-            MountRequest::Volume(v) => setup.volumes.push(v),
-            t @ MountRequest::Tmpfs { .. } => tmpfs.extend(t.tmpfs_arg()),
-        }
-    }
     // `run IMAGE [CMD...]` or `run --rootfs DIR CMD...`.
-    let mut command = a.command.clone();
+    let mut command = a.command;
     let image = match &a.rootfs {
-        Some(_) if command.is_empty() => {
-            return Err(invalid(
-                "no command given: rootbox run --rootfs DIR -- CMD [ARG...]".into(),
-            ))
-        }
-        Some(_) => None,
-        None if command.is_empty() => {
-            return Err(invalid(
-                "no image given: rootbox run [OPTIONS] IMAGE [CMD...] (or --rootfs DIR CMD...)"
-                    .into(),
-            ))
-        }
-        None => Some(command.remove(0)),
+        None if !command.is_empty() => Some(command.remove(0)),
+        _ => None,
     };
-    if image.is_none() && a.entrypoint.is_some() {
-        return Err(invalid(
-            "--entrypoint applies to an image, not to --rootfs".into(),
-        ));
-    }
-    let rootfs_layers = match (&a.rootfs_overlay, &a.storage_driver) {
-        (Some(_), _) if image.is_some() => {
-            return Err(invalid(
-                "--rootfs-overlay needs --rootfs DIR (its mount point)".into(),
-            ))
-        }
-        (None, Some(_)) if image.is_some() => None,
-        (Some(spec), driver) => {
-            let mut l: Layers = spec.parse()?;
-            if let Some(d) = driver {
-                l.driver = d.parse()?;
-            }
-            Some(l)
-        }
-        (None, Some(d)) => {
-            d.parse::<rootbox_core::rootfs::Driver>()?;
-            return Err(invalid(
-                "--storage-driver applies to a layered rootfs (--rootfs-overlay)".into(),
-            ));
-        }
-        (None, None) => None,
-    };
-    let mut seccomp = rootbox_core::spec::SeccompChoice::Default;
-    for o in &a.security_opt {
-        match o.split_once(['=', ':']) {
-            Some(("seccomp", "unconfined")) => {
-                seccomp = rootbox_core::spec::SeccompChoice::Unconfined
-            }
-            Some(("seccomp", path)) => {
-                seccomp = rootbox_core::spec::SeccompChoice::Profile(PathBuf::from(path))
-            }
-            None if o == "no-new-privileges" => {}
-            Some(("no-new-privileges", "true")) => {}
-            _ => return Err(invalid(format!("unknown --security-opt {o:?}"))),
-        }
-    }
-    let mut opts = RunOptions {
-        rootfs: a.rootfs.clone().unwrap_or_default(),
-        args: command,
-        env: a.env.clone(),
-        cwd: a.workdir.clone(),
-        user: a.user.clone(),
-        hostname: a.hostname.clone(),
+    let req = RunRequest {
+        image,
+        rootfs: a.rootfs,
+        command,
+        entrypoint: a.entrypoint,
+        rootfs_overlay: a.rootfs_overlay,
+        storage_driver: a.storage_driver,
+        volumes: a.volume,
+        mounts: a.mount,
+        tmpfs: a.tmpfs,
+        env: a.env,
+        workdir: a.workdir,
+        user: a.user,
+        hostname: a.hostname,
         init: a.init,
         read_only: a.read_only,
-        volumes,
-        tmpfs,
         tty: a.tty,
-        idmap,
-        network_host,
-        seccomp,
-        network: network::NetworkOptions {
-            mode: net_mode,
-            publish,
-            publish_all: a.publish_all,
-            exposed: Vec::new(),
-            add_hosts,
-            dns,
-            dns_search: a.dns_search.clone(),
-        },
+        interactive: a.interactive,
+        idmap: Some(a.idmap),
+        network: a.network,
+        publish: a.publish,
+        publish_all: a.publish_all,
+        add_hosts: a.add_host,
+        dns: a.dns,
+        dns_search: a.dns_search,
+        security_opt: a.security_opt,
+        name: a.name,
+        auto_remove: a.rm,
+        stop_signal: a.stop_signal,
+        stop_timeout: a.stop_timeout,
         resources: a.limits.resources()?,
         cgroup_parent: a.limits.cgroup_parent.clone(),
-        rootfs_layers,
+        cgroup: a.limits.cgroup_options()?,
     };
-    let id = container::new_id();
-    if let Some(n) = &a.name {
-        container::names::validate_name(n)?;
+    let dirs = Dirs {
+        state: state_dir,
+        store,
+    };
+    let prepared = request::prepare(&req, &dirs)?;
+    for note in &prepared.notes {
+        eprintln!("{PROG}: {note}");
     }
-    let mut stop_signal = a.stop_signal.clone();
-    if let Some(reference) = &image {
-        let driver = match &a.storage_driver {
-            Some(d) => d.parse()?,
-            None => rootbox_core::rootfs::Driver::default(),
-        };
-        let req = container::from_image::FromImage {
-            store: &store,
-            reference,
-            entrypoint: a.entrypoint.as_deref(),
-            driver,
-        };
-        let prepared = container::from_image::prepare(&id, &req, &mut opts, &mut setup)?;
-        if stop_signal.is_none() {
-            stop_signal = prepared.applied.stop_signal.clone();
-        }
-        opts.network.exposed = prepared.applied.exposed_ports.clone();
-    }
-    // Until the container is registered, its writable layer is ours to remove on failure.
-    let result = run_prepared(
-        a,
-        &opts,
-        setup,
-        &state_dir,
-        &id,
-        image.as_deref(),
-        stop_signal,
-        create_only,
-        chosen_ports,
-    );
-    if result.is_err()
-        && image.is_some()
-        && !(StateRoot {
-            path: state_dir.clone(),
-        })
-        .dir(&id)
-        .exists()
-    {
-        if let Ok(store) = rootbox_core::image::Store::open(Some(store.clone())) {
-            let _ = store.remove_container_dirs(&id);
-        }
-    }
-    result
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_prepared(
-    a: RunArgs,
-    opts: &RunOptions,
-    mut setup: Setup,
-    state_dir: &std::path::Path,
-    id: &str,
-    image: Option<&str>,
-    stop_signal: Option<String>,
-    create_only: bool,
-    chosen_ports: bool,
-) -> Result<i32, Error> {
-    let id = id.to_string();
-    let mut spec = opts.to_spec(&id)?;
-    a.limits.cgroup_options()?.annotate(&mut spec);
-    let root = StateRoot::open(state_dir)?;
-    let net = network::prepare(&opts.network, &root, &id, a.name.as_deref(), &mut spec)?;
-    if let Some(note) = &net.note {
-        eprintln!("{PROG}: note: {note}");
-    }
-    if chosen_ports {
-        for p in net.ports() {
-            eprintln!("{PROG}: publishing {p}");
-        }
-    }
-    setup.network = Some(net.facts());
+    let root = StateRoot::open(&dirs.state)?;
     if a.detach || create_only {
-        let opts = container::manage::NewContainer {
-            id: Some(id),
-            name: a.name,
-            bundle: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-            open_stdin: a.interactive,
-            auto_remove: a.rm,
-            stop_signal,
-            stop_timeout: a.stop_timeout,
-            image: image.unwrap_or_default().to_string(),
-            rootfs_setup: Some(setup),
-            network: Some(net),
+        let c = if create_only {
+            prepared.create(&root)?
+        } else {
+            prepared.start_detached(&root)?
         };
-        return lifecycle_new(&root, &spec, &opts, create_only);
+        println!("{}", c.id());
+        return Ok(0);
     }
-    let name = match a.name.clone() {
-        Some(n) => {
-            container::names::reserve(&root, &n, &id)?;
-            n
-        }
-        None => container::names::generate(&root, &id)?,
-    };
-    let code = run_foreground(
-        a.interactive || a.tty,
-        &root,
-        &spec,
-        (&id, &name),
-        setup,
-        net,
-        image,
-    );
-    container::names::release(&root, &name, &id);
-    code
+    run_foreground(req.interactive || req.tty, &root, prepared)
 }
 
-/// `run -d` and `create`: the container is started (or set up) by its monitor.
-fn lifecycle_new(
-    root: &StateRoot,
-    spec: &rootbox_core::spec::OciSpec,
-    opts: &container::manage::NewContainer,
-    create_only: bool,
-) -> Result<i32, Error> {
-    let c = if create_only {
-        container::manage::create(root, spec, opts)?
-    } else {
-        container::manage::run_detached(root, spec, opts)?
-    };
-    println!("{}", c.id());
-    Ok(0)
-}
-
-fn run_foreground(
-    stdin: bool,
-    root: &StateRoot,
-    spec: &rootbox_core::spec::OciSpec,
-    (id, name): (&str, &str),
-    setup: Setup,
-    net: network::Prepared,
-    image: Option<&str>,
-) -> Result<i32, Error> {
+fn run_foreground(stdin: bool, root: &StateRoot, prepared: Prepared) -> Result<i32, Error> {
     let invalid = |m: String| Error::from(rootbox_core::spec::SpecError::Invalid(m));
     let devnull = rootbox_cli::dev_null().map_err(|e| invalid(format!("/dev/null: {e}")))?;
     let stdio = if stdin {
@@ -738,23 +522,15 @@ fn run_foreground(
     } else {
         Some([devnull.as_raw_fd(), 1, 2])
     };
-    let copts = CreateOptions {
-        bundle: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-        stdio,
-        kill_on_parent_death: true,
-        rootfs_setup: Some(setup),
-        name: name.to_string(),
-        network: Some(std::sync::Arc::new(net)),
-        ..Default::default()
-    };
+    let id = prepared.id.clone();
     let forwarder =
         SignalForwarder::install().map_err(|e| invalid(format!("signal handling: {e}")))?;
-    let running = container::run::run(root, id, spec, &copts)?;
-    if let Some(image) = image {
-        let _ = container::manage::update(root, id, |r| r.lifecycle.image = image.to_string());
-    }
+    let mut fg = prepared.start(root, stdio, true)?;
     drop(devnull);
-    let exit = wait_foreground_exit(running, forwarder, true)?;
+    let pid = fg.running.pid();
+    let pty = fg.running.take_pty();
+    // Foreground runs are removed when they end (for now, `--rm` or not).
+    let exit = relay_foreground(pid, pty, forwarder, || fg.wait(true))?;
     if exit.oom_killed {
         eprintln!(
             "{PROG}: container {id} was OOM-killed: a process exceeded its memory limit (exit code {})",

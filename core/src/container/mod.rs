@@ -13,6 +13,7 @@ pub mod manage;
 pub mod monitor;
 pub mod names;
 pub mod pause;
+pub mod request;
 pub mod run;
 pub mod start;
 pub mod state;
