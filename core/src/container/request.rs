@@ -472,3 +472,131 @@ impl Prepared {
         })
     }
 }
+
+/// What a container run to completion printed, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub exit: Exit,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+fn pipe() -> Result<(std::fs::File, std::fs::File), Error> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| invalid(format!("making a pipe for the container's output: {e}")))?;
+    Ok((std::fs::File::from(r), std::fs::File::from(w)))
+}
+
+fn read_all(mut f: std::fs::File) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    buf
+}
+
+impl Prepared {
+    /// Runs the container to its end with stdin from /dev/null and its stdout and stderr
+    /// captured (the library's `run`: C's `rootbox_container_run`, Python's
+    /// `containers.run`). With `remove`, the container is removed afterwards; else it stays,
+    /// stopped. Never kills the container when the calling thread ends (a library's caller
+    /// may start it from a short-lived thread).
+    pub fn run_captured(self, root: &StateRoot, remove: bool) -> Result<Captured, Error> {
+        use std::os::fd::AsRawFd;
+        let null =
+            std::fs::File::open("/dev/null").map_err(|e| invalid(format!("/dev/null: {e}")))?;
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let fg = self.start(
+            root,
+            Some([null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
+            false,
+        )?;
+        // Only the container holds the write ends now: EOF comes when it is gone.
+        drop((null, out_w, err_w));
+        let err_thread = std::thread::spawn(move || read_all(err_r));
+        let stdout = read_all(out_r);
+        let stderr = err_thread.join().unwrap_or_default();
+        let exit = fg.wait(remove)?;
+        Ok(Captured {
+            exit,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs(tag: &str) -> Dirs {
+        let base = std::env::temp_dir().join(format!("rb-request-{tag}-{}", std::process::id()));
+        Dirs {
+            state: base.join("state"),
+            store: base.join("store"),
+        }
+    }
+
+    #[test]
+    fn bad_requests_name_what_is_wrong() {
+        let d = dirs("bad");
+        let cases: Vec<(RunRequest, &str)> = vec![
+            (RunRequest::default(), "no image given"),
+            (
+                RunRequest {
+                    rootfs: Some("/nonexistent".into()),
+                    ..Default::default()
+                },
+                "no command given",
+            ),
+            (
+                RunRequest {
+                    image: Some("busybox".into()),
+                    rootfs: Some("/x".into()),
+                    ..Default::default()
+                },
+                "both an image and --rootfs",
+            ),
+            (
+                RunRequest {
+                    rootfs: Some("/x".into()),
+                    command: vec!["true".into()],
+                    entrypoint: Some("sh".into()),
+                    ..Default::default()
+                },
+                "--entrypoint applies to an image",
+            ),
+            (
+                RunRequest {
+                    rootfs: Some("/x".into()),
+                    command: vec!["true".into()],
+                    dns: vec!["not-an-ip".into()],
+                    ..Default::default()
+                },
+                "invalid --dns \"not-an-ip\"",
+            ),
+            (
+                RunRequest {
+                    rootfs: Some("/x".into()),
+                    command: vec!["true".into()],
+                    security_opt: vec!["apparmor=x".into()],
+                    ..Default::default()
+                },
+                "unknown --security-opt",
+            ),
+            (
+                RunRequest {
+                    rootfs: Some("/x".into()),
+                    command: vec!["true".into()],
+                    name: Some("-bad".into()),
+                    ..Default::default()
+                },
+                "-bad",
+            ),
+        ];
+        for (req, want) in cases {
+            let e = prepare(&req, &d).expect_err(want).to_string();
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+        }
+    }
+}
