@@ -3,7 +3,8 @@
 
     report.py TITLE OUT HYPERFINE_JSON [a/b<=target ...]
 
-A ratio spec `a/b<=0.75` is the median of command `a` over that of `b`, with its target.
+A ratio spec `a/b<=0.75` is the median of command `a` over that of `b`, with its target
+(`a/b` alone: reported, with no target).
 Commands that could not run come in SKIPPED_TSV (name TAB reason) and are reported as such.
 Extra measurements (not hyperfine's) come as JSON in EXTRA_JSON: {"name": {"value": ..,
 "unit": ..}} and are copied under "measurements".
@@ -39,14 +40,15 @@ def main():
     values.update({k: v["value"] for k, v in measurements.items()})
     ratios = {}
     for spec in specs:
-        m = re.fullmatch(r"(.+)/(.+)<=([0-9.]+)", spec)
+        m = re.fullmatch(r"([^/]+)/([^<]+)(?:<=([0-9.]+))?", spec)
         if not m:
-            sys.exit(f"report.py: bad ratio spec {spec!r} (want a/b<=target)")
-        a, b, target = m.group(1), m.group(2), float(m.group(3))
+            sys.exit(f"report.py: bad ratio spec {spec!r} (want a/b<=target, or a/b)")
+        a, b = m.group(1), m.group(2)
+        target = float(m.group(3)) if m.group(3) else None
         entry = {"target": target}
         if a in values and b in values and values[b] > 0:
             entry["ratio"] = values[a] / values[b]
-            entry["met"] = entry["ratio"] <= target
+            entry["met"] = None if target is None else entry["ratio"] <= target
         else:
             missing = [x for x in (a, b) if x not in values]
             entry["ratio"] = None
@@ -75,6 +77,8 @@ def main():
     for k, v in ratios.items():
         if v["ratio"] is None:
             print(f"  ratio {k:<22} n/a (target <= {v['target']}): {v['why'][:100]}")
+        elif v["target"] is None:
+            print(f"  ratio {k:<22} {v['ratio']:.3f}")
         else:
             verdict = "met" if v["met"] else "NOT met"
             print(f"  ratio {k:<22} {v['ratio']:.3f} (target <= {v['target']}: {verdict})")
