@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns a hyperfine JSON export into bench/results/<scenario>.json and a table.
 
-    report.py TITLE OUT HYPERFINE_JSON [a/b<=target ...]
+    report.py TITLE OUT HYPERFINE_JSON[:HYPERFINE_JSON...] [a/b<=target ...]
 
 A ratio spec `a/b<=0.75` is the median of command `a` over that of `b`, with its target
 (`a/b` alone: reported, with no target).
@@ -20,8 +20,10 @@ import time
 def main():
     title, out, hf, *specs = sys.argv[1:]
     results = {}
-    if os.path.exists(hf):
-        for r in json.load(open(hf))["results"]:
+    for path in hf.split(":"):
+        if not os.path.exists(path):
+            continue
+        for r in json.load(open(path))["results"]:
             results[r["command"]] = {
                 "median_ms": r["median"] * 1e3,
                 "mean_ms": r["mean"] * 1e3,
