@@ -15,6 +15,9 @@ use super::BuildError;
 
 type Sink = HashingWriter<flate2::write::GzEncoder<HashingWriter<BufWriter<File>>>>;
 
+/// Mode, uid and gid of a directory of the parent image, by path.
+pub type ExistingDir<'a> = &'a dyn Fn(&str) -> Option<(u32, u32, u32)>;
+
 /// Owner and mode rules of one COPY.
 #[derive(Debug, Clone, Copy)]
 pub struct Owner {
@@ -32,7 +35,7 @@ pub struct LayerWriter<'a> {
     /// Paths already in the tar (directories are written once).
     written: BTreeSet<String>,
     /// Metadata of directories that exist in the parent image (kept when re-emitted).
-    existing: &'a dyn Fn(&str) -> Option<(u32, u32, u32)>,
+    existing: ExistingDir<'a>,
 }
 
 /// The stored layer.
@@ -49,10 +52,7 @@ fn werr(p: &std::path::Path) -> impl Fn(io::Error) -> BuildError + '_ {
 
 impl<'a> LayerWriter<'a> {
     /// `existing(path)`: (mode, uid, gid) of a directory at `path` in the parent image.
-    pub fn new(
-        store: &'a Store,
-        existing: &'a dyn Fn(&str) -> Option<(u32, u32, u32)>,
-    ) -> Result<LayerWriter<'a>, BuildError> {
+    pub fn new(store: &'a Store, existing: ExistingDir<'a>) -> Result<LayerWriter<'a>, BuildError> {
         let tmp = store.root().join("tmp").join(format!(
             "build-{}-{}",
             std::process::id(),
@@ -129,6 +129,7 @@ impl<'a> LayerWriter<'a> {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn file(
         &mut self,
         path: &str,

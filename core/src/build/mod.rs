@@ -356,6 +356,9 @@ fn step_err(ins: &Instruction, message: impl Into<String>) -> BuildError {
     }
 }
 
+/// A metadata instruction's change to the image config.
+type ConfigChange = Box<dyn FnOnce(&mut Img) -> Result<(), BuildError>>;
+
 /// The builder of one `build` call.
 struct Builder<'a> {
     store: Store,
@@ -653,7 +656,7 @@ impl Builder<'_> {
         let kv =
             |i: &str, s: &str| parse::key_values(i, s, &lookup, esc).map_err(|e| step_err(ins, e));
         // Metadata instructions: (created_by, change to the config).
-        let meta: Option<(String, Box<dyn FnOnce(&mut Img) -> Result<(), BuildError>>)>;
+        let meta: Option<(String, ConfigChange)>;
         match &ins.kind {
             Kind::Arg(_) => {
                 self.arg(ins, vars, &img, Some(global))?;

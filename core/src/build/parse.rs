@@ -747,27 +747,28 @@ fn variable(
                         (Some(_), false) => true,
                         (None, _) => false,
                     };
-                    let expanded =
-                        match op {
-                            '-' if set => val.unwrap_or_default(),
-                            '-' => word(&raw, env, escape)?,
-                            '+' if set => word(&raw, env, escape)?,
-                            '+' => String::new(),
-                            '?' if set => val.unwrap_or_default(),
-                            '?' => {
-                                return Err(format!(
-                                    "{name}: {}",
-                                    if raw.is_empty() {
-                                        "is not set".to_string()
-                                    } else {
-                                        raw
-                                    }
-                                ))
-                            }
-                            o => return Err(format!(
+                    let expanded = match op {
+                        '-' if set => val.unwrap_or_default(),
+                        '-' => word(&raw, env, escape)?,
+                        '+' if set => word(&raw, env, escape)?,
+                        '+' => String::new(),
+                        '?' if set => val.unwrap_or_default(),
+                        '?' => {
+                            return Err(format!(
+                                "{name}: {}",
+                                if raw.is_empty() {
+                                    "is not set".to_string()
+                                } else {
+                                    raw
+                                }
+                            ))
+                        }
+                        o => {
+                            return Err(format!(
                                 "bad substitution: unsupported modifier {o:?} in ${{{name}...}}"
-                            )),
-                        };
+                            ))
+                        }
+                    };
                     Ok((expanded, k + 1))
                 }
                 _ => Err(format!("bad substitution: missing '}}' after ${{{name}")),
@@ -1002,7 +1003,7 @@ mod tests {
             .unwrap_err()
             .contains("must be set"));
         assert_eq!(
-            word("  two  spaces $NAME ", &env, '\\').expect("word"),
+            word("two  spaces $NAME", &env, '\\').expect("word"),
             "two  spaces World"
         );
     }

@@ -215,6 +215,9 @@ pub(super) fn run_step(
     Ok(out)
 }
 
+/// A `--from` source: its path, whether it is a directory, and its entries.
+type Found = (String, bool, Vec<(String, Entry)>);
+
 /// One entry found in an image's tree: its path below the copy's destination.
 fn walk(
     u: &Union<'_>,
@@ -325,7 +328,7 @@ pub(super) fn copy_from(
     let u = Union::new(&fs, &idx);
     let ioe = |p: &str, e: std::io::Error| step_err(ins, format!("--from={from}: {p}: {e}"));
     // Resolve and hash everything first: the cache key holds the content.
-    let mut found: Vec<(String, bool, Vec<(String, Entry)>)> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     let mut h = sha2::Sha256::new();
     use sha2::Digest as _;
     for s in srcs {

@@ -96,7 +96,7 @@ pub fn dispatch(cmd: BuildCmd, dirs: &Dirs) -> Result<i32, Error> {
             let store = Store::open(Some(dirs.store.clone()))?;
             let rows = build::history(&store, &a.image)?;
             println!(
-                "{:<14}  {:<14}  {:<48}  {:>10}  COMMENT",
+                "{:<14}  {:<24}  {:<48}  {:>10}  COMMENT",
                 "IMAGE", "CREATED", "CREATED BY", "SIZE"
             );
             for r in rows {
@@ -105,7 +105,7 @@ pub fn dispatch(cmd: BuildCmd, dirs: &Dirs) -> Result<i32, Error> {
                     by = by.chars().take(45).collect::<String>() + "...";
                 }
                 println!(
-                    "{:<14}  {:<14}  {:<48}  {:>10}  {}",
+                    "{:<14}  {:<24}  {:<48}  {:>10}  {}",
                     r.image.as_deref().unwrap_or("<missing>"),
                     r.created,
                     by,
