@@ -199,6 +199,15 @@ typedef struct rootbox_container_options_t {
      */
     const char *const *resources;
     /**
+     * `--cgroup-limits`: "strict" (default: a limit this host cannot enforce is an error) or
+     * "best-effort" (start without it, with a warning on stderr).
+     */
+    const char *cgroup_limits;
+    /**
+     * `--cgroup-manager`: "cgroupfs", "systemd"; NULL: chosen for the host.
+     */
+    const char *cgroup_manager;
+    /**
      * `--idmap`: "auto" (default), "single" or "subids".
      */
     const char *idmap;

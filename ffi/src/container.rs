@@ -63,6 +63,11 @@ pub struct rootbox_container_options_t {
     /// Other resource flags of `rootbox run` as "option=value" ("memory-swap=128m",
     /// "cpu-weight=50", "cpuset-cpus=0", ...).
     pub resources: *const *const c_char,
+    /// `--cgroup-limits`: "strict" (default: a limit this host cannot enforce is an error) or
+    /// "best-effort" (start without it, with a warning on stderr).
+    pub cgroup_limits: *const c_char,
+    /// `--cgroup-manager`: "cgroupfs", "systemd"; NULL: chosen for the host.
+    pub cgroup_manager: *const c_char,
     /// `--idmap`: "auto" (default), "single" or "subids".
     pub idmap: *const c_char,
     /// `--security-opt` values ("seccomp=unconfined", ...).
@@ -209,6 +214,12 @@ unsafe fn request_from(o: &rootbox_container_options_t) -> Result<RunRequest> {
             "pids-limit",
             util::opt_str(o.pids_limit, "options.pids_limit")?,
         )?;
+        if let Some(p) = util::opt_str(o.cgroup_limits, "options.cgroup_limits")? {
+            r.cgroup.policy = p.parse()?;
+        }
+        if let Some(m) = util::opt_str(o.cgroup_manager, "options.cgroup_manager")? {
+            r.cgroup.manager = m.parse()?;
+        }
         for kv in util::str_array(o.resources, "options.resources")? {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
                 Failure::new(

@@ -119,7 +119,9 @@ fn status_of(e: &Error) -> rootbox_status_t {
         Error::Image(ImageError::Config(_)) => ROOTBOX_ERROR_INVALID_CONFIG,
         Error::Spec(_) | Error::IdMap(_) => ROOTBOX_ERROR_INVALID_CONFIG,
         Error::Launch(_) => ROOTBOX_ERROR_LAUNCH,
-        Error::Cgroup(CgroupError::NoCgroup(..)) => ROOTBOX_ERROR_CGROUP,
+        Error::Cgroup(CgroupError::BadLimit { .. } | CgroupError::Invalid(_)) => {
+            ROOTBOX_ERROR_INVALID_CONFIG
+        }
         Error::Cgroup(_) => ROOTBOX_ERROR_CGROUP,
         _ if e.errno().is_some() => ROOTBOX_ERROR_SYSTEM,
         _ => ROOTBOX_ERROR_OTHER,
