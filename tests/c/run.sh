@@ -6,8 +6,8 @@
 #   - the header compiles as C99 and C++ (-pedantic -Werror) and can be included twice
 #   - test_errors, test_lifecycle, test_run, test_threads (8 threads at once), the example,
 #     a static link against libcontainer.a
-#   - test_run and test_errors again under valgrind: no leak, no invalid access (see
-#     valgrind.supp for the one suppression and why)
+#   - test_errors again under valgrind (every call up to a container's launch): no leak, no
+#     invalid access, no use of uninitialised memory (valgrind.supp: what is suppressed, why)
 # Usage: tests/c/run.sh PREFIX [BUSYBOX_ROOTFS]   (rootfs default: $ROOTBOX_BUSYBOX_ROOTFS)
 # Environment: CC (default cc), CXX (default g++), ROOTBOX_SKIP_VALGRIND=1.
 set -euo pipefail
@@ -103,8 +103,11 @@ done
 # --- under valgrind ------------------------------------------------------------------------------
 if [ "${ROOTBOX_SKIP_VALGRIND:-0}" != 1 ]; then
     if command -v valgrind >/dev/null; then
-        for t in test_run test_errors; do
-            run_test "$t-valgrind" valgrind -q --error-exitcode=99 --leak-check=full \
+        # test_errors only: valgrind 3.19 (Debian 12) lacks openat2 and the new mount API, so a
+        # container's process cannot run under it; every call up to the launch can. It runs
+        # after the tests above, so the image's layers are already unpacked in the store.
+        for t in test_errors; do
+            RB_VALGRIND=1 run_test "$t-valgrind" valgrind -q --error-exitcode=99 --leak-check=full \
                 --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
                 --suppressions="$here/valgrind.supp" --child-silent-after-fork=yes
         done

@@ -139,7 +139,24 @@ int main(void) {
           "both an image and --rootfs");
     CHECK(out == NULL);
 
-    /* A memory limit is enforced or refused with the reason: never silently dropped. */
+    /* Successful calls too (their memory is checked when this runs under valgrind). */
+    OK(rootbox_image_get(rt, IMAGE, &img, &err), err);
+    OK(rootbox_image_inspect(img, &json, &err), err);
+    CHECK(strstr(json, rootbox_image_id(img)) != NULL);
+    rootbox_string_free(json);
+    rootbox_image_free(img);
+    OK(rootbox_image_list(rt, &json, &err), err);
+    rootbox_string_free(json);
+    json = NULL;
+
+    /* A memory limit is enforced or refused with the reason: never silently dropped. Skipped
+     * under valgrind (RB_VALGRIND=1), whose emulation of the container's process lacks
+     * openat2 and the new mount API (valgrind 3.19). */
+    if (getenv("RB_VALGRIND") != NULL) {
+        rootbox_runtime_free(rt);
+        printf("test_errors: ok (under valgrind)\n");
+        return 0;
+    }
     o = test_options(cmd);
     o.memory = "64m";
     o.auto_remove = true;
