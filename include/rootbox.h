@@ -253,6 +253,39 @@ typedef struct rootbox_exec_options_t {
 } rootbox_exec_options_t;
 
 /**
+ * Options of `rootbox_container_commit`; NULL means all defaults (a dangling image, the
+ * container paused meanwhile). Zero-initialise, set `struct_size` to
+ * `sizeof(rootbox_commit_options_t)`.
+ */
+typedef struct rootbox_commit_options_t {
+    /**
+     * `sizeof(rootbox_commit_options_t)`.
+     */
+    size_t struct_size;
+    /**
+     * The new image's name ("name:tag"); NULL: a dangling (`<none>`) image.
+     */
+    const char *reference;
+    /**
+     * The commit message (`-m`).
+     */
+    const char *message;
+    /**
+     * The author (`-a`).
+     */
+    const char *author;
+    /**
+     * Dockerfile instructions applied to the image config (`-c`: "CMD ...", "ENV A=b", ...),
+     * NULL-terminated.
+     */
+    const char *const *changes;
+    /**
+     * Do not freeze the container while its layer is read (`--pause=false`).
+     */
+    bool no_pause;
+} rootbox_commit_options_t;
+
+/**
  * Options of `rootbox_runtime_new`. Zero-initialise it, set `struct_size`, then what you need.
  */
 typedef struct rootbox_runtime_options_t {
@@ -409,6 +442,17 @@ enum rootbox_status_t rootbox_container_exec(const struct rootbox_container_t *c
                                              const struct rootbox_exec_options_t *options,
                                              struct rootbox_output_t **out,
                                              struct rootbox_error_t **err);
+
+/**
+ * Makes a new image from the container's writable layer (like `rootbox commit`): its changes
+ * become a layer over its image's, with a history entry and `options->changes` applied. When
+ * `out` is not NULL, `*out` is the new image (free with `rootbox_image_free`). A container
+ * made from a root directory (`rootfs`) has no layers: ROOTBOX_ERROR_INVALID_ARGUMENT.
+ */
+enum rootbox_status_t rootbox_container_commit(const struct rootbox_container_t *container,
+                                               const struct rootbox_commit_options_t *options,
+                                               struct rootbox_image_t **out,
+                                               struct rootbox_error_t **err);
 
 /**
  * The container's id (64 hex digits), owned by the handle. NULL for NULL.

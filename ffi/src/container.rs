@@ -6,8 +6,9 @@
 //! `rootbox_container_run` is a child of the calling process, waited for in the call.
 
 use std::ffi::{c_char, c_int, CString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use rootbox_core::container::commit::{self, CommitOptions};
 use rootbox_core::container::manage::{self, NewContainer};
 use rootbox_core::container::request::{self, Captured, RunRequest};
 use rootbox_core::container::{exec, Container, StateRoot, Status};
@@ -112,14 +113,17 @@ pub enum rootbox_container_state_t {
 /// container; calls on a removed one fail with ROOTBOX_ERROR_NOT_FOUND.
 pub struct rootbox_container_t {
     root: StateRoot,
+    /// The store of the runtime it was found through (for commit).
+    store: PathBuf,
     id: CString,
     name: CString,
 }
 
 impl rootbox_container_t {
-    fn new(c: &Container) -> rootbox_container_t {
+    fn new(c: &Container, rt: &rootbox_runtime_t) -> rootbox_container_t {
         rootbox_container_t {
             root: c.root.clone(),
+            store: rt.dirs.store.clone(),
             id: util::cstring(c.id()),
             name: util::cstring(&c.record.name),
         }
@@ -256,10 +260,11 @@ unsafe fn container_arg<'a>(c: *const rootbox_container_t) -> Result<&'a rootbox
     unsafe { util::handle(c, "container") }
 }
 
-fn give_container(out: *mut *mut rootbox_container_t, c: &Container) {
+fn give_container(out: *mut *mut rootbox_container_t, c: &Container, rt: &rootbox_runtime_t) {
     if !out.is_null() {
+        let handle = util::into_handle(rootbox_container_t::new(c, rt));
         // SAFETY: not NULL, storage for a pointer (caller's contract).
-        unsafe { util::write_out(out, util::into_handle(rootbox_container_t::new(c))) };
+        unsafe { util::write_out(out, handle) };
     }
 }
 
@@ -279,7 +284,7 @@ pub unsafe extern "C" fn rootbox_container_create(
         let (rt, req) = unsafe { (runtime::arg(runtime)?, request_arg(options)?) };
         let prepared = request::prepare(&req, &rt.dirs)?;
         let c = prepared.create(&rt.root)?;
-        give_container(out, &c);
+        give_container(out, &c, rt);
         Ok(())
     })
 }
@@ -328,7 +333,7 @@ pub unsafe extern "C" fn rootbox_container_create_oci(
             ..Default::default()
         };
         let c = manage::create(&rt.root, &spec, &new)?;
-        give_container(out, &c);
+        give_container(out, &c, rt);
         Ok(())
     })
 }
@@ -379,7 +384,7 @@ pub unsafe extern "C" fn rootbox_container_get(
         };
         util::out_arg(out, "out")?;
         let c = manage::lookup(&rt.root, reference)?;
-        give_container(out, &c);
+        give_container(out, &c, rt);
         Ok(())
     })
 }
@@ -596,6 +601,67 @@ pub unsafe extern "C" fn rootbox_container_exec(
                 util::into_handle(rootbox_output_t::new(captured, None)),
             )
         };
+        Ok(())
+    })
+}
+
+/// Options of `rootbox_container_commit`; NULL means all defaults (a dangling image, the
+/// container paused meanwhile). Zero-initialise, set `struct_size` to
+/// `sizeof(rootbox_commit_options_t)`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct rootbox_commit_options_t {
+    /// `sizeof(rootbox_commit_options_t)`.
+    pub struct_size: usize,
+    /// The new image's name ("name:tag"); NULL: a dangling (`<none>`) image.
+    pub reference: *const c_char,
+    /// The commit message (`-m`).
+    pub message: *const c_char,
+    /// The author (`-a`).
+    pub author: *const c_char,
+    /// Dockerfile instructions applied to the image config (`-c`: "CMD ...", "ENV A=b", ...),
+    /// NULL-terminated.
+    pub changes: *const *const c_char,
+    /// Do not freeze the container while its layer is read (`--pause=false`).
+    pub no_pause: bool,
+}
+
+/// Makes a new image from the container's writable layer (like `rootbox commit`): its changes
+/// become a layer over its image's, with a history entry and `options->changes` applied. When
+/// `out` is not NULL, `*out` is the new image (free with `rootbox_image_free`). A container
+/// made from a root directory (`rootfs`) has no layers: ROOTBOX_ERROR_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn rootbox_container_commit(
+    container: *const rootbox_container_t,
+    options: *const rootbox_commit_options_t,
+    out: *mut *mut crate::image::rootbox_image_t,
+    err: *mut *mut rootbox_error_t,
+) -> rootbox_status_t {
+    guard(err, || {
+        // SAFETY: the arguments follow the documented contract.
+        let (c, o) = unsafe {
+            (
+                container_arg(container)?,
+                options::read(options, "options")?,
+            )
+        };
+        // SAFETY: the options' pointers follow the documented contract.
+        let opts = unsafe {
+            CommitOptions {
+                reference: util::opt_string(o.reference, "options.reference")?,
+                message: util::opt_string(o.message, "options.message")?,
+                author: util::opt_string(o.author, "options.author")?,
+                changes: util::str_array(o.changes, "options.changes")?,
+                pause: !o.no_pause,
+            }
+        };
+        let done = commit::commit(&c.root, &c.store, c.id(), &opts)?;
+        if !out.is_null() {
+            let store = rootbox_core::image::Store::open(Some(c.store.clone()))?;
+            let img = crate::image::rootbox_image_t::new(store.resolve(&done.id.to_string())?);
+            // SAFETY: not NULL, storage for a pointer.
+            unsafe { util::write_out(out, util::into_handle(img)) };
+        }
         Ok(())
     })
 }

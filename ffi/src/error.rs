@@ -4,6 +4,7 @@ use std::ffi::{c_char, c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rootbox_core::cgroup::CgroupError;
+use rootbox_core::container::commit::CommitError;
 use rootbox_core::container::StateError;
 use rootbox_core::image::ImageError;
 use rootbox_core::Error;
@@ -123,6 +124,8 @@ fn status_of(e: &Error) -> rootbox_status_t {
             ROOTBOX_ERROR_INVALID_CONFIG
         }
         Error::Cgroup(_) => ROOTBOX_ERROR_CGROUP,
+        Error::Commit(CommitError::NoLayers(..)) => ROOTBOX_ERROR_INVALID_ARGUMENT,
+        Error::Commit(CommitError::Invalid(_)) => ROOTBOX_ERROR_INVALID_CONFIG,
         _ if e.errno().is_some() => ROOTBOX_ERROR_SYSTEM,
         _ => ROOTBOX_ERROR_OTHER,
     }

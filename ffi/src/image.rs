@@ -19,7 +19,7 @@ pub struct rootbox_image_t {
 }
 
 impl rootbox_image_t {
-    fn new(image: Image) -> rootbox_image_t {
+    pub(crate) fn new(image: Image) -> rootbox_image_t {
         let id = util::cstring(&image.id().to_string());
         rootbox_image_t { image, id }
     }

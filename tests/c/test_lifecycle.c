@@ -1,6 +1,6 @@
 /* Images (import, get, inspect, list, tag, remove) and the lifecycle of a container made from
- * an image and from an OCI bundle: create, start, exec, inspect, stats, kill, wait, stop,
- * delete. */
+ * an image and from an OCI bundle: create, start, exec, commit, inspect, stats, kill, wait,
+ * stop, delete. */
 #define _POSIX_C_SOURCE 200809L
 #include "testlib.h"
 
@@ -88,6 +88,34 @@ static void from_image(rootbox_runtime_t *rt) {
     OK(rootbox_container_exec(c, ps, NULL, &out, &err), err);
     CHECK(strncmp(out_text(out), "sleep", 5) == 0);
     rootbox_output_free(out);
+
+    /* commit: a file written in the container is in the new image. */
+    const char *write[] = {"sh", "-c", "echo committed > /hello", NULL};
+    OK(rootbox_container_exec(c, write, NULL, &out, &err), err);
+    CHECK(rootbox_output_exit_code(out) == 0);
+    rootbox_output_free(out);
+    const char *changes[] = {"ENV COMMITTED=yes", NULL};
+    rootbox_commit_options_t co;
+    memset(&co, 0, sizeof co);
+    co.struct_size = sizeof co;
+    co.reference = "ctest:committed";
+    co.message = "from the C API test";
+    co.changes = changes;
+    rootbox_image_t *committed = NULL;
+    OK(rootbox_container_commit(c, &co, &committed, &err), err);
+    CHECK(strncmp(rootbox_image_id(committed), "sha256:", 7) == 0);
+    rootbox_image_free(committed);
+    const char *cat[] = {"sh", "-c", "cat /hello; echo $COMMITTED", NULL};
+    rootbox_container_options_t ro = test_options(cat);
+    ro.image = "ctest:committed";
+    ro.auto_remove = true;
+    OK(rootbox_container_run(rt, &ro, &out, &err), err);
+    CHECK(strcmp(out_text(out), "committed\nyes\n") == 0);
+    rootbox_output_free(out);
+    co.changes = NULL;
+    co.reference = "Bad Ref!";
+    FAILS(rootbox_container_commit(c, &co, NULL, &err), err, ROOTBOX_ERROR_INVALID_ARGUMENT,
+          "Bad Ref!");
 
     OK(rootbox_container_inspect(c, &json, &err), err);
     CHECK(strstr(json, rootbox_container_id(c)) != NULL);
