@@ -221,3 +221,131 @@ def test_volume_destination_symlink_followed_inside_root(box, rootfs, tmp_path):
     r = box("sh", "-c", "cat /real/data /link/data", opts=["-v", f"{hostdir}:/link"])
     assert r.rc == 0, r
     assert r.out == "volume\nvolume\n", r
+
+
+# --- proc, fds and confinement of every process, the joined ones included ------------
+
+
+def test_proc_symlink_inside_or_relative_refused(box, rootfs, tmp_path):
+    """/proc in the image replaced by a symlink, relative this time: to a directory of the
+    image, and `..`-laden toward a host directory. Both refused, nothing mounted anywhere."""
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    for target in ("tmp", "../" * 12 + str(canary).lstrip("/")):
+        shutil.rmtree(rootfs / "proc", ignore_errors=True)
+        if os.path.islink(rootfs / "proc"):
+            os.unlink(rootfs / "proc")
+        os.symlink(target, rootfs / "proc")
+        r = box("sh", "-c", "cat /proc/self/status | head -1")
+        assert r.rc != 0 and "/proc is a symbolic link" in r.err, f"/proc -> {target}:{r}"
+        assert list(canary.iterdir()) == [] and list((rootfs / "tmp").iterdir()) == []
+    with open("/proc/self/mountinfo") as f:
+        assert str(canary) not in f.read()
+
+
+def _leak_fds_shell():
+    # The parent opens a file, a directory and a socket without O_CLOEXEC before exec'ing rootbox.
+    return 'exec 5</etc/hostname 6</ 7<>/dev/null; exec "$@"'
+
+
+def test_no_host_fd_in_any_container_process(bins, probe_rootfs, xdg_runtime_dir):
+    """With --init (two processes of ours inside), a parent holding extra fds open: no process
+    in the container has more than stdio open, and none points at a host path."""
+    script = (
+        "for p in /proc/[0-9]*; do [ $p = /proc/self ] && continue; "
+        "for f in $p/fd/*; do echo \"$p $(basename $f) $(readlink $f)\"; done; done"
+    )
+    r = run(
+        ["sh", "-c", _leak_fds_shell(), "sh",
+         bins.rootbox, "run", "--init", "--rootfs", probe_rootfs, "--", "sh", "-c", script],
+        env={"XDG_RUNTIME_DIR": xdg_runtime_dir},
+    )
+    assert r.rc == 0, r
+    for line in r.lines:
+        proc, fd, target = (line.split(" ", 2) + [""])[:3]
+        # Stdio is what the caller gave; beyond it only the shell's own pipe or directory.
+        if int(fd) <= 2:
+            continue
+        assert int(fd) == 3 and target.startswith(("pipe:", "/proc/")), f"a leaked fd is visible: {line}{r}"
+
+
+def _status(text):
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
+
+
+def test_exec_is_confined_like_the_container(lc, probe_rootfs):
+    """A process that joins with `rootbox exec` gets what the container's own process got:
+    no_new_privs, the seccomp filter, the same capabilities, and none of the fds the caller of
+    `exec` held open."""
+    r = lc("run", "-d", "--name", "conf", "--rootfs", probe_rootfs, "--", "sleep", "1000")
+    assert r.rc == 0, r
+    own = lc("exec", "conf", "cat", "/proc/1/status")
+    assert own.rc == 0, own
+    r = run(["sh", "-c", _leak_fds_shell(), "sh", *lc.argv("exec", "conf", "sh", "-c",
+             "cat /proc/self/status; echo ---; ls /proc/self/fd; echo ---; "
+             + "; ".join(f"secprobe syscall {s}" for s in REFUSED))], env=lc.env)
+    assert r.rc == 0, r
+    status, fds, syscalls = r.out.split("---\n")
+    st, pid1 = _status(status), _status(own.out)
+    assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2", r
+    for cap in ("CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"):
+        assert st[cap] == pid1[cap], f"{cap} differs from the container's own process:{r}"
+    assert set(fds.split()) <= {"0", "1", "2", "3"}, f"leaked fds in exec:{r}"
+    for line in syscalls.splitlines():
+        assert line.endswith(f"errno={EPERM}"), f"refused syscall allowed in exec: {line}{r}"
+
+
+def test_masked_paths_give_nothing_and_refuse_writes(box):
+    """Beyond the mount table (test_run.py): reading a masked path yields nothing, and neither
+    the masked nor the read-only ones can be written, even by the container's root."""
+    cmds = {
+        "read /proc/keys": "cat /proc/keys",
+        "read /proc/timer_list": "cat /proc/timer_list",
+        "write /proc/sysrq-trigger": "echo h > /proc/sysrq-trigger",
+        "write /proc/sys/kernel/hostname": "echo evil > /proc/sys/kernel/hostname",
+        "write /proc/sys/vm/drop_caches": "echo 3 > /proc/sys/vm/drop_caches",
+        "write /proc/kcore": "echo x > /proc/kcore",
+        "create in /sys/firmware": "touch /sys/firmware/x",
+        "remount /proc/sys rw": "mount -o remount,rw /proc/sys",
+        "unmount a mask": "umount /proc/keys",
+    }
+    script = "; ".join(f"if sh -c '{c}' >/dev/null 2>&1; then echo 'ALLOWED {k}'; fi"
+                       for k, c in cmds.items() if not k.startswith("read"))
+    reads = "; ".join(f"echo \"{k} $({c} 2>/dev/null | wc -c)\"" for k, c in cmds.items() if k.startswith("read"))
+    r = box("sh", "-c", script + "; " + reads)
+    assert "ALLOWED" not in r.out, r
+    for line in r.lines:
+        if line.startswith("read "):
+            assert line.endswith(" 0"), f"a masked path gave content: {line}{r}"
+    h = box("hostname")
+    assert h.rc == 0 and "evil" not in h.out, h
+
+
+def test_generated_etc_files_do_not_follow_image_symlinks(rootbox, tmp_path, bins, xdg_runtime_dir):
+    """/etc/hosts, /etc/hostname and /etc/resolv.conf in an image are symlinks to host paths
+    (absolute and `..`-laden): the files rootbox generates for the container land inside it,
+    never on the host."""
+    import hostile
+    import imagebuild as ib
+
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    evil = (ib.Layer().dir("etc")
+            .symlink("etc/hosts", f"{canary}/hosts")
+            .symlink("etc/hostname", "../" * 12 + f"{str(canary).lstrip('/')}/hostname")
+            .symlink("etc/resolv.conf", f"{canary}/resolv.conf"))
+    archive = hostile.Oci([hostile.base_layer(), evil.bytes()]).write(tmp_path / "etc.tar")
+    store = tmp_path / "store"
+    env = {"ROOTBOX_ROOT": str(store)}
+    try:
+        assert rootbox("load", "-i", archive, env=env).rc == 0
+        r = rootbox("run", "--rm", "--hostname", "inside", hostile.REF, "sh", "-c",
+                    "cat /etc/hostname; grep -c . /etc/hosts; echo x >> /etc/hosts", env=env, timeout=30)
+        if r.rc == 0:
+            assert r.lines[0] == "inside", r
+        else:
+            assert "/etc/" in r.err, r
+        assert list(canary.iterdir()) == [], f"a generated file was written on the host:{r}"
+    finally:
+        shutil.rmtree(store / "containers", ignore_errors=True)
+        run([bins.rootbox, "image", "prune", "-a"], env={**env, "XDG_RUNTIME_DIR": xdg_runtime_dir})

@@ -232,6 +232,12 @@ impl Source {
         expected: Option<&Digest>,
         what: &str,
     ) -> Result<(Digest, u64)> {
+        if clean_path(path).is_none() {
+            return Err(ImageError::format(
+                what,
+                format!("{path:?} climbs out of the archive"),
+            ));
+        }
         let p = self.resolve(path);
         let missing = || ImageError::format(what, format!("{p} is missing from the archive"));
         let (d, n) = match self {
@@ -371,12 +377,9 @@ fn pick_platform<'a>(idx: &'a Index, what: &str) -> Result<&'a Descriptor> {
     let have: Vec<String> = idx
         .manifests
         .iter()
-        .map(|d| {
-            format!(
-                "{}/{}",
-                plat(d, "os").unwrap_or_default(),
-                plat(d, "architecture").unwrap_or_default()
-            )
+        .map(|d| match (plat(d, "os"), plat(d, "architecture")) {
+            (None, None) => d.media_type.clone(),
+            (os, arch) => format!("{}/{}", os.unwrap_or_default(), arch.unwrap_or_default()),
         })
         .collect();
     Err(ImageError::format(
@@ -441,6 +444,21 @@ fn load_oci(store: &Store, src: &Source, what: &str) -> Result<Vec<Loaded>> {
     Ok(out)
 }
 
+/// A descriptor's size must be its blob's (as the OCI spec requires): a manifest that claims a
+/// giant layer would otherwise mislead every size shown or checked later.
+fn check_size(desc: &Descriptor, actual: u64, kind: &str, what: &str) -> Result<()> {
+    if desc.size != actual {
+        return Err(ImageError::Corrupt {
+            what: format!("{what}: {kind} {}", desc.digest),
+            message: format!(
+                "the descriptor says its size is {} bytes, but the blob has {actual}",
+                desc.size
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Copies a manifest and everything it references into the store. Returns the manifest's
 /// descriptor (as it should appear in the store's index) and the image id.
 fn import_manifest(
@@ -456,13 +474,15 @@ fn import_manifest(
         ));
     }
     let (md, msize) = src.blob(store, &blob_path(&desc.digest), Some(&desc.digest), what)?;
+    check_size(desc, msize, "manifest", what)?;
     let manifest: Manifest = parse_json(&store.read_blob(&md)?, what, "manifest")?;
-    let (cd, _) = src.blob(
+    let (cd, csize) = src.blob(
         store,
         &blob_path(&manifest.config.digest),
         Some(&manifest.config.digest),
         what,
     )?;
+    check_size(&manifest.config, csize, "config", what)?;
     let (config, _) = parse_config(&store.read_blob(&cd)?, &cd)?;
     if config.rootfs().diff_ids().len() != manifest.layers.len() {
         return Err(ImageError::format(
@@ -476,7 +496,8 @@ fn import_manifest(
         ));
     }
     for l in &manifest.layers {
-        src.blob(store, &blob_path(&l.digest), Some(&l.digest), what)?;
+        let (_, n) = src.blob(store, &blob_path(&l.digest), Some(&l.digest), what)?;
+        check_size(l, n, "layer", what)?;
     }
     let mut d = Descriptor::new(&desc.media_type, md, msize);
     d.annotations = None;

@@ -401,12 +401,14 @@ pub fn spawn_layer_reader(
     blob: VerifyingReader<File>,
     blob_digest: Digest,
     diff: Digest,
+    max_size: u64,
 ) -> (ChunkReader, std::thread::JoinHandle<io::Result<()>>) {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
     let handle = std::thread::spawn(move || -> io::Result<()> {
         let mut raw = BufReader::with_capacity(1 << 20, blob);
         let plain = Compression::sniff(raw.fill_buf()?) == Compression::None;
         let mut consumer_gone = false;
+        let mut total = 0u64;
         let mut pump = |src: &mut dyn Read| -> io::Result<()> {
             loop {
                 let mut chunk = vec![0u8; 512 * 1024];
@@ -421,6 +423,12 @@ pub fn spawn_layer_reader(
                 }
                 if n == 0 {
                     return Ok(());
+                }
+                // A decompression bomb stops here: neither the unpack nor this thread (which
+                // would otherwise read on to check the digests) goes past the limit.
+                total += n as u64;
+                if total > max_size {
+                    return Err(io::Error::other(unpack::SizeLimitHit { limit: max_size }));
                 }
                 chunk.truncate(n);
                 // When the unpack failed, keep reading to the end to check the digests.
@@ -588,21 +596,22 @@ impl Store {
         let mut h = sha2::Sha256::new();
         let mut n = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
-        let res: io::Result<()> = (|| {
+        // (error, whether it came from reading the input rather than writing the store)
+        let res: Result<(), (io::Error, bool)> = (|| {
             loop {
                 let k = match src.read(&mut buf) {
                     Ok(0) => break,
                     Ok(k) => k,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => return Err((e, true)),
                 };
                 h.update(&buf[..k]);
-                f.write_all(&buf[..k])?;
+                f.write_all(&buf[..k]).map_err(|e| (e, false))?;
                 n += k as u64;
             }
             Ok(())
         })();
-        if let Err(e) = res {
+        if let Err((e, reading)) = res {
             let _ = fs::remove_file(&tmp);
             if let Some(c) = corrupt_from(&e) {
                 return Err(ImageError::Corrupt {
@@ -610,11 +619,19 @@ impl Store {
                     message: c.to_string(),
                 });
             }
-            return Err(ImageError::io(
-                "cannot store blob from input; writing",
-                &tmp,
-                e,
-            ));
+            if reading && e.raw_os_error().is_none() {
+                // A decompressor's or archive reader's error: the input is bad.
+                return Err(ImageError::Corrupt {
+                    what: "reading input".into(),
+                    message: format!("corrupt or truncated: {e}"),
+                });
+            }
+            let what = if reading {
+                "cannot store blob: reading the input failed; partial copy"
+            } else {
+                "cannot store blob: writing"
+            };
+            return Err(ImageError::io(what, &tmp, e));
         }
         let d = Digest::from_hasher(h);
         if let Some(exp) = expected {
@@ -1175,12 +1192,18 @@ impl Store {
             .mode(0o755)
             .create(&target)
             .map_err(|e| ImageError::io("cannot create", &target, e))?;
-        let opts = UnpackOptions::for_caller(uids, gids);
+        let mut opts = UnpackOptions::for_caller(uids, gids);
+        opts.limits = unpack::Limits::from_env().map_err(|e| ImageError::Config(e.to_string()))?;
         let blob = self.open_blob(&desc.digest)?;
         // Reading, checking the blob digest, decompressing and checking the diff id run in a
         // thread, so they overlap the unpack's system calls. The thread is joined before
         // anything forks (the user-namespace step below).
-        let (mut stream, reader) = spawn_layer_reader(blob, desc.digest.clone(), diff.clone());
+        let (mut stream, reader) = spawn_layer_reader(
+            blob,
+            desc.digest.clone(),
+            diff.clone(),
+            opts.limits.max_size,
+        );
         let unpacked = unpack::unpack(&mut stream, &target, &opts);
         // Drain what the tar reader left (end-of-archive padding), so both digests cover it all.
         let drained = io::copy(&mut stream, &mut io::sink());
@@ -1228,6 +1251,15 @@ impl Store {
     }
 
     fn read_err(&self, d: &Digest, e: io::Error) -> ImageError {
+        if let Some(hit) = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<unpack::SizeLimitHit>())
+        {
+            return ImageError::Unpack {
+                layer: d.clone(),
+                source: unpack::UnpackError::TooLarge { limit: hit.limit },
+            };
+        }
         match corrupt_from(&e) {
             Some(c) => ImageError::Corrupt {
                 what: "store".into(),
@@ -1236,6 +1268,11 @@ impl Store {
             None if e.kind() == io::ErrorKind::InvalidData => ImageError::Corrupt {
                 what: format!("layer {d}"),
                 message: e.to_string(),
+            },
+            // Not a system call's error: the decompressor's (a truncated or corrupt stream).
+            None if e.raw_os_error().is_none() => ImageError::Corrupt {
+                what: format!("layer {d}"),
+                message: format!("corrupt or truncated: {e}"),
             },
             None => ImageError::io("cannot read blob", self.blob_path(d), e),
         }
@@ -1279,13 +1316,22 @@ impl Store {
     ) -> Result<PreparedRootfs> {
         let _g = self.lock("store", false)?;
         self.mark_in_use(id, img, uids, gids)?;
-        let layers = self.layer_dirs_for(img, uids, gids)?;
-        let (upper, work) = self.container_dirs(id)?;
-        Ok(PreparedRootfs {
-            layers,
-            upper,
-            work,
-        })
+        let made = self
+            .layer_dirs_for(img, uids, gids)
+            .and_then(|layers| Ok((layers, self.container_dirs(id)?)));
+        match made {
+            Ok((layers, (upper, work))) => Ok(PreparedRootfs {
+                layers,
+                upper,
+                work,
+            }),
+            Err(e) => {
+                // A layer that cannot be unpacked (a hostile or corrupt image, a full disk)
+                // must not leave a record that keeps the image "in use".
+                let _ = self.remove_container_dirs(id);
+                Err(e)
+            }
+        }
     }
 
     /// Records that container `id` uses `img` (so `rmi` refuses it and GC keeps its layers).
@@ -1489,6 +1535,47 @@ mod tests {
                 .count(),
             0
         );
+        fs::remove_dir_all(&base).unwrap();
+    }
+    #[test]
+    fn failed_unpack_leaves_no_container_record() {
+        let base = std::env::temp_dir().join(format!(
+            "rootbox-store-test-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        let store = Store::open(Some(base.join("store"))).unwrap();
+        // A tarball whose only entry climbs out of the layer: import takes it (it is a tar),
+        // unpacking refuses it.
+        let tar = base.join("evil.tar");
+        {
+            let mut b = tar::Builder::new(File::create(&tar).unwrap());
+            let mut h = tar::Header::new_gnu();
+            let name = b"../../evil";
+            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            b.append(&h, &b"x"[..]).unwrap();
+            b.into_inner().unwrap();
+        }
+        archive::import(&store, &tar, Some("evil:1"), &ImportOptions::default()).unwrap();
+        let img = store.resolve("evil:1").unwrap();
+        let (uids, gids) = idmap::mappings(IdMapMode::Single).unwrap();
+        let e = store
+            .prepare_container("c1", &img, &uids, &gids)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("climbs out of the layer root"), "{e}");
+        assert_eq!(
+            fs::read_dir(store.root().join("containers"))
+                .unwrap()
+                .count(),
+            0
+        );
+        // So the image is not "in use": rmi works without --force.
+        store.remove(&["evil:1".into()], false).unwrap();
         fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -12,7 +12,11 @@
 //! * device nodes are created only as real root; rootless they are skipped with one note;
 //! * paths longer than `PATH_MAX` fail with a clear error (no recursion anywhere, so a
 //!   10 000-deep path cannot overflow a stack);
-//! * `user.overlay.*`/`trusted.overlay.*` xattrs from the tarball are dropped.
+//! * `user.overlay.*`/`trusted.overlay.*` xattrs from the tarball are dropped;
+//! * a layer may hold at most [`Limits::max_entries`] entries, and its uncompressed tar stream
+//!   may be at most [`Limits::max_size`] bytes (enforced where it is decompressed, see
+//!   [`super::store::spawn_layer_reader`]): a tar bomb stops with a clear error instead of
+//!   filling the disk. `ROOTBOX_MAX_LAYER_SIZE` and `ROOTBOX_MAX_LAYER_ENTRIES` change them.
 //!
 //! Modes (setuid/setgid included), mtimes (directories after their content) and xattrs are
 //! kept where the kernel allows. Ownership follows [`Ownership`]: kept directly as real root,
@@ -54,12 +58,102 @@ pub enum Ownership {
     },
 }
 
+/// Environment variable that changes [`Limits::max_size`] (a size: `64g`, `512m`, bytes).
+pub const MAX_SIZE_ENV: &str = "ROOTBOX_MAX_LAYER_SIZE";
+/// Environment variable that changes [`Limits::max_entries`].
+pub const MAX_ENTRIES_ENV: &str = "ROOTBOX_MAX_LAYER_ENTRIES";
+
+/// Bounds on what one layer may unpack to. The defaults are far above any real image
+/// (the largest public layers are tens of GB and a few hundred thousand files) and far below
+/// what a decompression bomb would need to fill a disk or exhaust its inodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of the uncompressed tar stream.
+    pub max_size: u64,
+    /// Tar entries (files, directories, links, whiteouts, ...).
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_size: 256 << 30,
+            max_entries: 10_000_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, changed by `ROOTBOX_MAX_LAYER_SIZE` / `ROOTBOX_MAX_LAYER_ENTRIES`.
+    pub fn from_env() -> Result<Limits, UnpackError> {
+        Limits::from_values(
+            std::env::var(MAX_SIZE_ENV).ok().as_deref(),
+            std::env::var(MAX_ENTRIES_ENV).ok().as_deref(),
+        )
+    }
+
+    /// The defaults, changed by these values (as the environment variables would give them).
+    pub fn from_values(size: Option<&str>, entries: Option<&str>) -> Result<Limits, UnpackError> {
+        let mut l = Limits::default();
+        if let Some(v) = size.filter(|v| !v.trim().is_empty()) {
+            let n = crate::cgroup::resources::parse_size(v).map_err(|reason| {
+                UnpackError::BadLimit {
+                    var: MAX_SIZE_ENV,
+                    value: v.to_string(),
+                    reason,
+                }
+            })?;
+            if n <= 0 {
+                return Err(UnpackError::BadLimit {
+                    var: MAX_SIZE_ENV,
+                    value: v.to_string(),
+                    reason: "the limit must be above zero".into(),
+                });
+            }
+            l.max_size = n as u64;
+        }
+        if let Some(v) = entries.filter(|v| !v.trim().is_empty()) {
+            l.max_entries = match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(UnpackError::BadLimit {
+                        var: MAX_ENTRIES_ENV,
+                        value: v.to_string(),
+                        reason: "expected a whole number of entries above zero".into(),
+                    })
+                }
+            };
+        }
+        Ok(l)
+    }
+}
+
+/// The error a layer reader returns (inside an [`io::Error`]) when the uncompressed stream
+/// goes over [`Limits::max_size`]; the store turns it into [`UnpackError::TooLarge`].
+#[derive(Debug, Clone, Copy)]
+pub struct SizeLimitHit {
+    pub limit: u64,
+}
+
+impl std::fmt::Display for SizeLimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the uncompressed layer exceeds the limit of {} bytes",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for SizeLimitHit {}
+
 /// Options of one unpack.
 #[derive(Debug, Clone)]
 pub struct UnpackOptions {
     pub ownership: Ownership,
     /// Create device nodes (only possible as real root outside a user namespace).
     pub devices: bool,
+    pub limits: Limits,
 }
 
 impl UnpackOptions {
@@ -81,6 +175,7 @@ impl UnpackOptions {
         UnpackOptions {
             ownership,
             devices: root && !single,
+            limits: Limits::default(),
         }
     }
 }
@@ -125,6 +220,23 @@ pub enum UnpackError {
     Target {
         path: std::path::PathBuf,
         source: io::Error,
+    },
+    #[error(
+        "the layer has more than {limit} entries, the limit (set {} to change it)",
+        MAX_ENTRIES_ENV
+    )]
+    TooManyEntries { limit: u64 },
+    #[error(
+        "the layer's uncompressed content exceeds the limit of {limit} bytes ({}; set {} to change it)",
+        crate::image::store::human_size(*limit),
+        MAX_SIZE_ENV
+    )]
+    TooLarge { limit: u64 },
+    #[error("invalid {var}={value:?}: {reason}")]
+    BadLimit {
+        var: &'static str,
+        value: String,
+        reason: String,
     },
 }
 
@@ -482,6 +594,11 @@ impl Unpacker<'_> {
         };
         let comps = clean(&raw).map_err(fail)?;
         self.out.entries += 1;
+        if self.out.entries > self.opts.limits.max_entries {
+            return Err(UnpackError::TooManyEntries {
+                limit: self.opts.limits.max_entries,
+            });
+        }
         let kind = e.header().entry_type();
         let meta = self
             .meta(e)
@@ -1213,6 +1330,7 @@ mod tests {
         let opts = UnpackOptions {
             ownership: Ownership::Squash,
             devices: false,
+            limits: Limits::default(),
         };
         let data = layer(entries);
         let r = unpack(&mut &data[..], &base.join("root"), &opts);
@@ -1293,6 +1411,58 @@ mod tests {
         std::fs::remove_dir_all(&base).unwrap();
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
         std::fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[test]
+    fn entry_limit_stops_the_unpack() {
+        use tar::EntryType as T;
+        let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+        let entries: Vec<(&str, T, &str)> =
+            names.iter().map(|n| (n.as_str(), T::Regular, "")).collect();
+        let data = layer(&entries);
+        let base =
+            std::env::temp_dir().join(format!("rootbox-unpack-limit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let mut opts = UnpackOptions {
+            ownership: Ownership::Squash,
+            devices: false,
+            limits: Limits {
+                max_size: 1 << 20,
+                max_entries: 4,
+            },
+        };
+        let e = unpack(&mut &data[..], &base, &opts).unwrap_err();
+        assert!(matches!(e, UnpackError::TooManyEntries { limit: 4 }), "{e}");
+        assert!(e.to_string().contains(MAX_ENTRIES_ENV), "{e}");
+        // Exactly at the limit is fine.
+        std::fs::remove_dir_all(&base).unwrap();
+        std::fs::create_dir_all(&base).unwrap();
+        opts.limits.max_entries = 10;
+        assert_eq!(unpack(&mut &data[..], &base, &opts).unwrap().entries, 10);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn limits_from_values() {
+        assert_eq!(Limits::from_values(None, None).unwrap(), Limits::default());
+        assert_eq!(
+            Limits::from_values(Some(""), Some(" ")).unwrap(),
+            Limits::default()
+        );
+        let l = Limits::from_values(Some("8m"), Some("2000")).unwrap();
+        assert_eq!((l.max_size, l.max_entries), (8 << 20, 2000));
+        for (size, entries, bad) in [
+            (Some("lots"), None, "ROOTBOX_MAX_LAYER_SIZE=\"lots\""),
+            (Some("0"), None, "above zero"),
+            (None, Some("-3"), "ROOTBOX_MAX_LAYER_ENTRIES=\"-3\""),
+            (None, Some("0"), "above zero"),
+        ] {
+            let e = Limits::from_values(size, entries).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+        let e = UnpackError::TooLarge { limit: 8 << 20 }.to_string();
+        assert!(e.contains("8.389MB") && e.contains(MAX_SIZE_ENV), "{e}");
     }
 
     #[test]
