@@ -1,12 +1,14 @@
 """Type stubs of the extension module ``rootbox._rootbox`` (the thin layer over the Rust core)."""
 
 import os
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union, final
 
+__all__ = ["__version__", "Runtime", "Exec", "LogFollower", "monitor_main", "set_monitor"]
 __version__: str
 
 _Path = Union[str, "os.PathLike[str]"]
 
+@final
 class Exec:
     @property
     def pid(self) -> int: ...
@@ -16,10 +18,12 @@ class Exec:
     def wait(self, timeout: Optional[float] = None) -> int: ...
     def kill(self, signal: int) -> None: ...
 
+@final
 class LogFollower:
     def next(self) -> Optional[Tuple[str, str, bytes]]: ...
     def close(self) -> None: ...
 
+@final
 class Runtime:
     def __new__(cls, state_dir: Optional[_Path] = None, store_dir: Optional[_Path] = None) -> "Runtime": ...
     @property

@@ -6,7 +6,7 @@ Every error that comes from the core carries its message (``str(e)``), and where
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     from .containers import Container
@@ -84,7 +84,7 @@ class ContainerError(RootboxError):
         self,
         container: Optional["Container"],
         exit_status: int,
-        command: Union[str, List[str], None],
+        command: Union[str, Sequence[str], None],
         image: Any,
         stderr: Optional[bytes],
     ) -> None:

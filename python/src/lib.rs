@@ -46,6 +46,7 @@ fn class_of(e: &Error) -> &'static str {
         Error::State(StateError::NotFound(_)) => "ContainerNotFound",
         Error::Image(ImageError::NotFound(_)) => "ImageNotFound",
         Error::Rootfs(RootfsError::NoVolume(_)) => "VolumeNotFound",
+        Error::Network(NetworkError::NoSuchNetwork(_)) => "NotFound",
         Error::Cgroup(CgroupError::Unenforceable { .. } | CgroupError::NoCgroup(..)) => {
             "ResourceLimitUnavailable"
         }
@@ -58,7 +59,9 @@ fn class_of(e: &Error) -> &'static str {
             "InvalidArgument"
         }
         Error::State(
-            StateError::NameInUse { .. } | StateError::AlreadyExists(_) | StateError::Ambiguous { .. },
+            StateError::NameInUse { .. }
+            | StateError::AlreadyExists(_)
+            | StateError::Ambiguous { .. },
         )
         | Error::Image(ImageError::Conflict(_))
         | Error::Rootfs(RootfsError::VolumeInUse { .. }) => "Conflict",
@@ -129,7 +132,9 @@ fn wait_thread<T: Send + 'static>(
                     return Err(e);
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(PyTimeoutError::new_err("timed out waiting for the container"));
+                    return Err(PyTimeoutError::new_err(
+                        "timed out waiting for the container",
+                    ));
                 }
             }
         }
@@ -295,7 +300,13 @@ fn poll_fds(fds: &[RawFd], timeout: Duration) -> Vec<bool> {
         })
         .collect();
     // SAFETY: `p` is a valid array of `p.len()` pollfds.
-    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout.as_millis() as i32) };
+    let r = unsafe {
+        libc::poll(
+            p.as_mut_ptr(),
+            p.len() as libc::nfds_t,
+            timeout.as_millis() as i32,
+        )
+    };
     if r <= 0 {
         return vec![false; fds.len()];
     }
@@ -487,6 +498,9 @@ impl Runtime {
     }
 }
 
+/// `(exit_code, oom_killed, stdout, stderr, id)` of a captured run.
+type RunResult = (i32, bool, Py<PyBytes>, Py<PyBytes>, String);
+
 fn to_json<T: serde::Serialize>(v: &T) -> PyResult<String> {
     serde_json::to_string(v).map_err(|e| PyRuntimeError::new_err(format!("encoding JSON: {e}")))
 }
@@ -518,7 +532,7 @@ impl Runtime {
         py: Python<'_>,
         request: &Bound<'_, PyDict>,
         remove: bool,
-    ) -> PyResult<(i32, bool, Py<PyBytes>, Py<PyBytes>, String)> {
+    ) -> PyResult<RunResult> {
         let req = request_from(py, request)?;
         let dirs = self.dirs.clone();
         let root = self.root(py)?;
@@ -615,14 +629,20 @@ impl Runtime {
     #[pyo3(signature = (reference, timeout=None))]
     fn stop(&self, py: Python<'_>, reference: &str, timeout: Option<u32>) -> PyResult<()> {
         let root = self.root(py)?;
-        core(py, py.allow_threads(|| manage::stop(&root, reference, timeout, None)))?;
+        core(
+            py,
+            py.allow_threads(|| manage::stop(&root, reference, timeout, None)),
+        )?;
         Ok(())
     }
 
     #[pyo3(signature = (reference, timeout=None))]
     fn restart(&self, py: Python<'_>, reference: &str, timeout: Option<u32>) -> PyResult<()> {
         let root = self.root(py)?;
-        core(py, py.allow_threads(|| manage::restart(&root, reference, timeout)))?;
+        core(
+            py,
+            py.allow_threads(|| manage::restart(&root, reference, timeout)),
+        )?;
         Ok(())
     }
 
@@ -640,12 +660,18 @@ impl Runtime {
     #[pyo3(signature = (reference, force=false))]
     fn remove(&self, py: Python<'_>, reference: &str, force: bool) -> PyResult<String> {
         let root = self.root(py)?;
-        core(py, py.allow_threads(|| manage::remove(&root, reference, force)))
+        core(
+            py,
+            py.allow_threads(|| manage::remove(&root, reference, force)),
+        )
     }
 
     fn rename(&self, py: Python<'_>, reference: &str, new: &str) -> PyResult<()> {
         let root = self.root(py)?;
-        core(py, py.allow_threads(|| manage::rename(&root, reference, new)))
+        core(
+            py,
+            py.allow_threads(|| manage::rename(&root, reference, new)),
+        )
     }
 
     fn pause(&self, py: Python<'_>, reference: &str) -> PyResult<()> {
@@ -746,7 +772,11 @@ impl Runtime {
                 let r = manage::logs(&root, &id, &opts, true, |e| {
                     !stop2.load(Ordering::SeqCst)
                         && tx
-                            .send(Ok((e.stream.as_str().to_string(), e.time.clone(), e.data.clone())))
+                            .send(Ok((
+                                e.stream.as_str().to_string(),
+                                e.time.clone(),
+                                e.data.clone(),
+                            )))
                             .is_ok()
                 });
                 if let Err(e) = r {
@@ -806,7 +836,8 @@ impl Runtime {
                 u.set_additional_gids(None);
                 p.set_user(u);
             }
-            let io = |e: std::io::Error| Error::from(StateError::Other(format!("making a pipe: {e}")));
+            let io =
+                |e: std::io::Error| Error::from(StateError::Other(format!("making a pipe: {e}")));
             let null = File::open("/dev/null")
                 .map_err(|e| Error::from(StateError::Other(format!("/dev/null: {e}"))))?;
             let mut outputs = Vec::new();
@@ -916,7 +947,12 @@ impl Runtime {
     }
 
     #[pyo3(signature = (images, force=false))]
-    fn image_remove(&self, py: Python<'_>, images: Vec<String>, force: bool) -> PyResult<Vec<String>> {
+    fn image_remove(
+        &self,
+        py: Python<'_>,
+        images: Vec<String>,
+        force: bool,
+    ) -> PyResult<Vec<String>> {
         let store = self.store(py)?;
         core(py, py.allow_threads(|| store.remove(&images, force)))
     }
@@ -956,10 +992,19 @@ impl Runtime {
 
     /// Writes images to `path` as a docker-archive, oci-archive or oci-dir.
     #[pyo3(signature = (images, path, format="docker-archive"))]
-    fn image_save(&self, py: Python<'_>, images: Vec<String>, path: PathBuf, format: &str) -> PyResult<()> {
+    fn image_save(
+        &self,
+        py: Python<'_>,
+        images: Vec<String>,
+        path: PathBuf,
+        format: &str,
+    ) -> PyResult<()> {
         let format: SaveFormat = core(py, format.parse::<SaveFormat>())?;
         let store = self.store(py)?;
-        core(py, py.allow_threads(|| archive::save(&store, &images, &path, format)))
+        core(
+            py,
+            py.allow_threads(|| archive::save(&store, &images, &path, format)),
+        )
     }
 
     // ---- volumes ----------------------------------------------------------------------------
