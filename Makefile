@@ -45,13 +45,13 @@ lint:
 unit:
 	$(CARGO) test --release
 
-## bench: rootbox side by side with its peers (ratios in bench/results/*.json):
+## bench: rootbox side by side with its peers, ratios against targets in
+##        bench/results/summary.md and summary.png (see docs/PERFORMANCE.md):
 ##        start-to-exit of `true` (rootbox-runtime vs crun, runc, bwrap, unshare),
-##        `run --rm IMAGE true` (rootbox vs podman), layer unpack (rootbox vs tar -x)
+##        `run --rm IMAGE true` (rootbox vs podman), exec (vs crun, podman), N concurrent
+##        starts, monitor memory (vs conmon), layer unpack (vs tar -x, umoci)
 bench: build
-	bench/runtime.sh
-	bench/image.sh
-	bench/unpack.sh
+	bench/all.sh
 
 ## bench-network: published-port throughput and connection latency: rootbox (pasta,
 ##                slirp4netns) vs podman rootless -p

@@ -200,65 +200,12 @@ fi
 
 # --- report --------------------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
-skipped_json=$(for k in "${!SKIPPED[@]}"; do printf '%s\t%s\n' "$k" "${SKIPPED[$k]}"; done)
-SKIPPED_TSV=$skipped_json python3 - "$OUT" "$BENCH_USER" "$RUNS" "$WARMUP" "$hybrid" "${exports[@]}" <<'EOF'
-import json, os, platform, sys, time
-out, user, runs, warmup, hybrid, *exports = sys.argv[1:]
-results = {}
-for path in exports:
-    for r in json.load(open(path))["results"]:
-        name = r["command"]
-        results[name] = {
-            "median_ms": r["median"] * 1e3,
-            "mean_ms": r["mean"] * 1e3,
-            "stddev_ms": (r["stddev"] or 0) * 1e3,
-            "min_ms": r["min"] * 1e3,
-            "max_ms": r["max"] * 1e3,
-            "runs": len(r["times"]),
-        }
-skipped = {}
-for line in os.environ.get("SKIPPED_TSV", "").splitlines():
-    if "\t" in line:
-        k, v = line.split("\t", 1)
-        skipped[k] = v
-ratios = {}
-rb = results.get("rootbox-runtime")
-if rb:
-    for name, r in results.items():
-        if name != "rootbox-runtime":
-            ratios[f"rootbox-runtime/{name}"] = rb["median_ms"] / r["median_ms"]
-doc = {
-    "benchmark": "start-to-exit of `true` in a busybox bundle, rootless, no cgroups",
-    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "hybrid_cgroups": hybrid == "1"},
-    "user": user,
-    "runs": int(runs),
-    "warmup": int(warmup),
-    "results": results,
-    "ratios": ratios,
-    "skipped": skipped,
-}
-with open(out, "w") as f:
-    json.dump(doc, f, indent=2)
-    f.write("\n")
-
-order = ["rootbox-runtime", "crun", "runc", "bwrap", "unshare"]
-print()
-print(f"{'runtime':<16} {'median':>10} {'mean ± sd':>18} {'rootbox/peer':>13}")
-for name in order:
-    if name in results:
-        r = results[name]
-        ratio = ratios.get(f"rootbox-runtime/{name}")
-        rs = f"{ratio:.2f}" if ratio is not None else "-"
-        ms = f"{r['mean_ms']:.2f} ± {r['stddev_ms']:.2f}"
-        print(f"{name:<16} {r['median_ms']:>7.2f} ms {ms:>15} ms {rs:>13}")
-    elif name in skipped:
-        print(f"{name:<16} {'skipped':>10}  {skipped[name][:90]}")
-if rb and "crun" in results:
-    verdict = "met" if rb["median_ms"] <= results["crun"]["median_ms"] else "NOT met"
-    print(f"\ntarget (rootbox-runtime run no slower than crun run): {verdict}")
-print(f"\nwrote {out}")
-EOF
+skipped_tsv=$(for k in "${!SKIPPED[@]}"; do printf '%s\t%s\n' "$k" "${SKIPPED[$k]}"; done)
+hf_files=$(IFS=:; echo "${exports[*]:-}")
+SKIPPED_TSV=$skipped_tsv python3 "$REPO/bench/report.py" \
+    "start-to-exit of true in a busybox bundle, rootless, no cgroups (hybrid cgroups: $hybrid)" \
+    "$OUT" "$hf_files" "rootbox-runtime/crun<=0.75" rootbox-runtime/runc rootbox-runtime/bwrap \
+    rootbox-runtime/unshare
 if [ "$AS_ROOT" = 1 ] && [ -n "${SUDO_USER:-}" ]; then
     chown -R "$SUDO_USER:" "$(dirname "$OUT")" 2>/dev/null || true
 fi

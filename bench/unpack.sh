@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Layer unpack throughput: `rootbox image unpack` (secure unpack + digest checks) against
-# `tar -x` of the same layer, gzip-compressed and plain.
+# `tar -x` of the same layer, gzip-compressed and plain, and `umoci unpack --rootless` of the
+# same image (gzip) saved as an OCI layout.
 #
 #   bench/unpack.sh [RUNS]        (default 3 runs each; the best run counts)
 #
@@ -8,7 +9,8 @@
 # BENCH_SRC (directories to pack, default "usr/include usr/lib/python3*" under /),
 # BENCH_DIR (where to unpack: default /dev/shm when it has 2 GB free — a tmpfs takes the
 # disk's noise out and measures the unpacker itself — else /tmp).
-# Prints one line per case and the ratio rootbox/tar (target: <= 1.5).
+# Prints one line per case and the ratio rootbox/tar (target: <= 1.5); writes
+# bench/results/unpack.json (BENCH_RESULTS).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -74,9 +76,42 @@ report() { # report NAME TAR_TIME RB_TIME
         "$(echo "$size / $2 / 1000000" | bc -l)" "$(echo "$size / $3 / 1000000" | bc -l)"
 }
 
+time_umoci() { # time_umoci: the gzip layer's image, saved as an OCI layout by rootbox
+    local s=$work/store-umoci t0 t1
+    if [ ! -d "$work/oci" ]; then
+        ROOTBOX_ROOT=$s "$RB" import "$work/layer.tar.gz" bench:latest >/dev/null
+        ROOTBOX_ROOT=$s "$RB" save --format oci-dir -o "$work/oci" bench:latest
+    fi
+    rm -rf "$work/umoci-out"
+    sync
+    t0=$(now)
+    umoci unpack --rootless --image "$work/oci:docker.io/library/bench:latest" "$work/umoci-out" >/dev/null
+    t1=$(now)
+    rm -rf "$work/umoci-out"
+    echo "$t1 - $t0" | bc
+}
+
+extra="{"
 for kind in gzip plain; do
     if [ $kind = gzip ]; then f=$work/layer.tar.gz; flags=-xzf; else f=$work/layer.tar; flags=-xf; fi
     tt=$(for _ in $(seq "$RUNS"); do time_tar $flags "$f"; done | best)
     rt=$(for _ in $(seq "$RUNS"); do time_rootbox "$f"; done | best)
     report "$kind" "$tt" "$rt"
+    extra+="\"tar-$kind\": {\"value\": $(echo "$tt * 1000" | bc), \"unit\": \"ms\"},"
+    extra+="\"rootbox-$kind\": {\"value\": $(echo "$rt * 1000" | bc), \"unit\": \"ms\"},"
 done
+specs=("rootbox-gzip/tar-gzip<=1.5" "rootbox-plain/tar-plain<=1.5")
+skipped=
+if command -v umoci >/dev/null; then
+    ut=$(for _ in $(seq "$RUNS"); do time_umoci; done | best)
+    printf '%-14s umoci unpack %6.3fs\n' gzip "$ut"
+    extra+="\"umoci-gzip\": {\"value\": $(echo "$ut * 1000" | bc), \"unit\": \"ms\"},"
+    specs+=("rootbox-gzip/umoci-gzip<=1")
+else
+    skipped=$(printf 'umoci-gzip\tumoci is not installed (apt-get install umoci)')
+fi
+extra+="\"layer-mb\": {\"value\": $((size / 1000000)), \"unit\": \"MB\"}}"
+mkdir -p "${BENCH_RESULTS:-$REPO/bench/results}"
+SKIPPED_TSV=$skipped EXTRA_JSON=$extra python3 "$REPO/bench/report.py" \
+    "layer unpack: rootbox image unpack vs tar -x and umoci unpack ($files entries)" \
+    "${BENCH_RESULTS:-$REPO/bench/results}/unpack.json" /nonexistent "${specs[@]}"

@@ -32,6 +32,8 @@ pub enum Error {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Commit(#[from] crate::container::commit::CommitError),
 }
 
 impl From<ContainerError> for Error {
@@ -57,6 +59,7 @@ impl Error {
             Error::Image(e) => e.errno(),
             Error::Cgroup(e) => e.errno(),
             Error::Rootfs(e) => e.errno(),
+            Error::Commit(e) => e.errno(),
             _ => None,
         }
     }

@@ -299,6 +299,10 @@ def test_top_port_rename_prune(lc, rootfs):
     r = lc("container", "prune", "-f")
     assert r.rc == 0 and cid in r.out and other not in r.out, r
     assert lc("ps", "-aq", "--no-trunc").out.split() == [other]
+    # `ps -q` prints 12-character ids that work as references (`rm -f $(ps -aq)`).
+    assert lc("ps", "-aq").out.split() == [other[:12]]
+    r = lc("rm", "-f", *lc("ps", "-aq").out.split())
+    assert r.rc == 0 and lc("ps", "-aq").out == "", r
 
 
 # --- names and references ----------------------------------------------------------------------
@@ -468,8 +472,9 @@ def test_monitor_resident_memory(lc, rootfs):
     kb = {k: int(status[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile")}
     print(f"\nrootbox-monitor resident memory: {kb}")
     # Most of VmRSS is file pages (libc, the program's code) shared by every monitor; the
-    # per-container cost is the private part.
-    assert kb["VmRSS"] < 6144, f"monitor RSS {kb} is over 6 MiB"
+    # per-container cost is the private part. The monitor sheds the code pages its start-up
+    # touched (about 1.6 MiB idle); logging a ticking container faults some back in.
+    assert kb["VmRSS"] < 3072, f"monitor RSS {kb} is over 3 MiB"
     assert kb["RssAnon"] < 1024, f"monitor private memory {kb} is over 1 MiB"
     # It holds only what it needs: stdio, the container's pipes, pidfd, sync, log, socket.
     assert len(_fds(mon)) <= 10, os.listdir(f"/proc/{mon}/fd")

@@ -1,6 +1,8 @@
 //! `rootbox`: the user command line, docker-like. Each command maps to one `rootbox_core` call.
 //! The lifecycle commands (ps, logs, stop, exec, ...) live in `rootbox/lifecycle.rs`.
 
+#[path = "rootbox/changes.rs"]
+mod changes;
 #[path = "rootbox/lifecycle.rs"]
 mod lifecycle;
 
@@ -50,6 +52,8 @@ enum Cmd {
     Create(Box<RunArgs>),
     #[command(flatten)]
     Lifecycle(lifecycle::LifecycleCmd),
+    #[command(flatten)]
+    Changes(changes::ChangesCmd),
     /// Show what this host offers containers (kernel, id mapping, overlay, cgroups, helpers).
     Info {
         /// Print JSON.
@@ -361,6 +365,10 @@ fn main() {
                 Err(e) => Err(e),
             }
         }
+        Cmd::Changes(cmd) => match changes::dispatch(cmd, &state_dir, &store) {
+            Ok(code) => Ok(code),
+            Err(e) => die(PROG, &e, 1),
+        },
         Cmd::Volume(v) => volume(v, &store),
         Cmd::Images(c) => rootbox_cli::images::run(c, Some(store.clone())),
         Cmd::Info { json } => {

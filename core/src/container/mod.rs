@@ -2,6 +2,7 @@
 //! state and locks in `state.rs`, OCI hooks in `hooks.rs`.
 
 pub mod attach;
+pub mod commit;
 pub mod create;
 pub mod delete;
 pub mod exec;

@@ -213,6 +213,42 @@ fn ignore_signal(sig: libc::c_int) {
     unsafe { libc::signal(sig, libc::SIG_IGN) };
 }
 
+/// Drops this process's page-table entries for the code it ran while starting (the
+/// executable's and the libraries' `r-xp` mappings): the supervision loop faults back in the
+/// few pages it uses, from the page cache, and the monitor's resident set stays at what it
+/// really uses instead of everything its start-up touched (plus the kernel's fault-around).
+/// Only never-written text is dropped (`MADV_DONTNEED` on it loses nothing); data, relocated
+/// read-only data and anonymous memory are left alone.
+fn shed_code_pages() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.nth(3).unwrap_or("");
+        // Named file mappings only: not [vdso], [vsyscall] or anonymous executable memory.
+        if perms != "r-xp" || !path.starts_with('/') {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        else {
+            continue;
+        };
+        // SAFETY: [start, end) is a private, read-only, executable file mapping of this
+        // process, never written: MADV_DONTNEED only drops its PTEs, and the next access
+        // maps the same file pages again. This function's own code is refaulted the same way.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+}
+
 /// Entry point of `rootbox-monitor`. Returns the exit code.
 ///
 /// `--root DIR --id ID --mode run|create`: leave the caller, launch the container, report, then
@@ -257,6 +293,7 @@ fn run_main(args: &[String], reexec: bool) -> i32 {
     if supervise {
         return match Supervisor::from_args(&root, id, mode, &opts) {
             Some(mut sup) => {
+                shed_code_pages();
                 sup.run();
                 0
             }

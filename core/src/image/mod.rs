@@ -34,6 +34,8 @@
 pub mod archive;
 pub mod config;
 pub mod digest;
+pub mod layerdiff;
+pub mod nsfs;
 pub mod reference;
 pub mod store;
 pub mod time;

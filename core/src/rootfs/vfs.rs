@@ -359,6 +359,12 @@ pub fn copy_layers(lower: &[PathBuf], dest: &Path) -> Result<(), RootfsError> {
     c.finish()
 }
 
+/// Whether `layers.upper` holds a complete vfs copy (else it is an overlay's writable layer,
+/// or nothing was launched yet).
+pub fn is_full_copy(layers: &Layers) -> bool {
+    layers.work.join(MARKER).exists()
+}
+
 /// The vfs driver: makes `layers.upper` a full copy of the merged layers (once; a marker in
 /// the work directory says the copy is complete, so a half-made copy is redone).
 pub fn prepare(layers: &Layers) -> Result<(), RootfsError> {

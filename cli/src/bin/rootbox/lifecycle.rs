@@ -390,11 +390,9 @@ fn ps(root: &StateRoot, a: PsArgs) -> Result<i32, Error> {
     let rows = manage::ps(root, a.all, &filters)?;
     if a.quiet {
         for r in &rows {
-            if a.no_trunc {
-                println!("{}", r.id);
-            } else {
-                println!("{}", truncate(&r.id, 12));
-            }
+            // Ids are cut, not ellipsized: what `ps -q` prints must work as a reference.
+            let n = if a.no_trunc { r.id.len() } else { 12 };
+            println!("{}", r.id.get(..n).unwrap_or(&r.id));
         }
         return Ok(0);
     }
