@@ -333,6 +333,52 @@ class Container:
             "Processes": [[str(r["uid"]), str(r["pid"]), str(r["ppid"]), r["time"], r["cmd"]] for r in rows],
         }
 
+    def commit(
+        self,
+        repository: Optional[str] = None,
+        tag: Optional[str] = None,
+        message: Optional[str] = None,
+        author: Optional[str] = None,
+        pause: bool = True,
+        changes: Union[str, Sequence[str], None] = None,
+        conf: Optional[Dict[str, Any]] = None,
+    ) -> "Image":
+        """The container's changes as a new image, named ``repository[:tag]`` when given.
+        ``changes``: Dockerfile-like lines (CMD, ENV, ...). The container is frozen meanwhile
+        when it has a freezer (``pause``)."""
+        if conf:
+            raise InvalidArgument("commit: conf is not supported; use changes=['CMD ...', 'ENV K=V']")
+        if tag and not repository:
+            raise InvalidArgument("a tag needs a repository")
+        ref = f"{repository}:{tag}" if repository and tag else repository
+        lines = [changes] if isinstance(changes, str) else list(changes or [])
+        iid = self.client._rt.commit(self.id, ref, message, author, lines, pause)
+        return self.client.images.get(iid)
+
+    def diff(self) -> List[Dict[str, Any]]:
+        """Changes of the writable layer: ``[{"Path": "/x", "Kind": 1}]`` (0 changed, 1 added,
+        2 deleted)."""
+        return [{"Path": p, "Kind": k} for p, k in self.client._rt.diff(self.id)]
+
+    def export(self, chunk_size: int = 2 * 1024 * 1024) -> Iterator[bytes]:
+        """The container's file tree as a tar stream, in chunks."""
+        import os
+        import shutil
+        import tempfile
+
+        d = tempfile.mkdtemp(prefix="rootbox-export-")
+        try:
+            out = os.path.join(d, "export.tar")
+            self.client._rt.export(self.id, out)
+            with open(out, "rb") as f:
+                while True:
+                    b = f.read(chunk_size)
+                    if not b:
+                        break
+                    yield b
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
     def _reload_if_present(self) -> None:
         try:
             self.reload()

@@ -55,9 +55,8 @@ fn class_of(e: &Error) -> &'static str {
         | Error::Image(ImageError::BadReference { .. } | ImageError::BadDigest { .. })
         | Error::Cgroup(CgroupError::BadLimit { .. } | CgroupError::Invalid(_))
         | Error::Rootfs(RootfsError::Invalid { .. })
-        | Error::Network(NetworkError::Invalid(_) | NetworkError::BadPort { .. }) => {
-            "InvalidArgument"
-        }
+        | Error::Network(NetworkError::Invalid(_) | NetworkError::BadPort { .. })
+        | Error::Commit(container::commit::CommitError::Invalid(_)) => "InvalidArgument",
         Error::State(
             StateError::NameInUse { .. }
             | StateError::AlreadyExists(_)
@@ -920,6 +919,73 @@ impl Runtime {
             }),
         )?;
         to_json(&rows)
+    }
+
+    /// The container's writable layer as a new image (named `repository` when given); its id.
+    #[pyo3(signature = (reference, repository=None, message=None, author=None, changes=Vec::new(), pause=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        py: Python<'_>,
+        reference: &str,
+        repository: Option<String>,
+        message: Option<String>,
+        author: Option<String>,
+        changes: Vec<String>,
+        pause: bool,
+    ) -> PyResult<String> {
+        let root = self.root(py)?;
+        let store = self.dirs.store.clone();
+        let opts = container::commit::CommitOptions {
+            reference: repository,
+            message,
+            author,
+            changes,
+            pause,
+        };
+        let c = core(
+            py,
+            py.allow_threads(|| container::commit::commit(&root, &store, reference, &opts)),
+        )?;
+        Ok(c.id.to_string())
+    }
+
+    /// The changes of the container's writable layer: `(path, kind)` with kind 0 changed,
+    /// 1 added, 2 deleted (Docker's numbers), sorted by path.
+    fn diff(&self, py: Python<'_>, reference: &str) -> PyResult<Vec<(String, u8)>> {
+        let root = self.root(py)?;
+        let changes = core(
+            py,
+            py.allow_threads(|| container::commit::diff(&root, reference)),
+        )?;
+        Ok(changes
+            .into_iter()
+            .map(|c| {
+                let kind = match c.kind {
+                    rootbox_core::image::layerdiff::Kind::Changed => 0,
+                    rootbox_core::image::layerdiff::Kind::Added => 1,
+                    rootbox_core::image::layerdiff::Kind::Deleted => 2,
+                };
+                (format!("/{}", String::from_utf8_lossy(&c.path)), kind)
+            })
+            .collect())
+    }
+
+    /// Writes the container's merged file tree as a tar to `path`.
+    fn export(&self, py: Python<'_>, reference: &str, path: PathBuf) -> PyResult<()> {
+        let root = self.root(py)?;
+        core(
+            py,
+            py.allow_threads(|| -> Result<(), Error> {
+                let mut f = std::io::BufWriter::new(File::create(&path).map_err(|e| {
+                    Error::from(StateError::Other(format!("{}: {e}", path.display())))
+                })?);
+                container::commit::export(&root, reference, &mut f)?;
+                std::io::Write::flush(&mut f)
+                    .map_err(|e| StateError::Other(format!("{}: {e}", path.display())))?;
+                Ok(())
+            }),
+        )
     }
 
     // ---- images -----------------------------------------------------------------------------

@@ -87,3 +87,23 @@ def test_volumes(client):
         client.volumes.get("pydata")
     with pytest.raises(ValueError):
         client.volumes.create("bad/name")
+
+
+def test_commit_then_run_the_new_image(own_store_client):
+    c = own_store_client
+    ct = c.containers.run(IMAGE, ["sh", "-c", "echo committed > /made.txt; rm /bin/true"], detach=True)
+    assert ct.wait()["StatusCode"] == 0
+    kinds = {d["Path"]: d["Kind"] for d in ct.diff()}
+    assert kinds.get("/made.txt") == 1 and kinds.get("/bin/true") == 2
+    img = ct.commit("test/committed", "v1", message="from python", changes=["ENV COMMITTED=yes"])
+    assert "test/committed:v1" in img.tags
+    assert img.history()[0]["Comment"] == "from python"
+    out = c.containers.run("test/committed:v1", ["sh", "-c", "cat /made.txt; echo $COMMITTED; ls /bin/true || echo gone"], remove=True)
+    assert out == b"committed\nyes\ngone\n"
+    names = []
+    with tarfile.open(fileobj=io.BytesIO(b"".join(ct.export()))) as t:
+        names = t.getnames()
+    assert any(n.lstrip("./") == "made.txt" for n in names)
+    with pytest.raises(ValueError):
+        ct.commit("Bad Name!")
+    ct.remove()
