@@ -8,7 +8,14 @@ RELEASE := target/release
 DEMO_ROOTFS := target/demo/busybox-rootfs
 DEMO_STORE := target/demo/store
 
-.PHONY: build demo test lint unit bench bench-network clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+# What a static link against libcontainer.a needs besides it (rustc --print native-static-libs).
+STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+
+.PHONY: build demo test lint unit bench bench-network clean header install test-c
 
 ## build: release binaries target/release/rootbox and target/release/rootbox-runtime
 build:
@@ -30,6 +37,33 @@ demo: build
 	@$(RELEASE)/rootbox --root $(DEMO_STORE) import target/demo/busybox.tar busybox:demo >/dev/null
 	@echo "+ rootbox run --rm busybox:demo sh -c 'echo hello from \$$(hostname); echo pid=\$$\$$ uid=\$$(id -u)'"
 	@$(RELEASE)/rootbox --root $(DEMO_STORE) run --rm busybox:demo sh -c 'echo hello from $$(hostname); echo pid=$$$$ uid=$$(id -u)'
+
+## header: regenerate include/rootbox.h from ffi/src with cbindgen (ffi/cbindgen.toml); a unit
+##         test fails while the committed header is stale
+header:
+	ROOTBOX_BLESS=1 $(CARGO) test -p rootbox-ffi --test header
+
+## install: the C library (libcontainer.so.$(VERSION) + links, libcontainer.a), include/rootbox.h,
+##          rootbox.pc and the container monitor (libexec/rootbox) under PREFIX (default /usr/local)
+install: build
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/libexec/rootbox
+	install -m 0755 $(RELEASE)/libcontainer.so $(DESTDIR)$(PREFIX)/lib/libcontainer.so.$(VERSION)
+	ln -sfn libcontainer.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libcontainer.so.$(SOMAJOR)
+	ln -sfn libcontainer.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libcontainer.so
+	install -m 0644 $(RELEASE)/libcontainer.a $(DESTDIR)$(PREFIX)/lib/libcontainer.a
+	install -m 0644 include/rootbox.h $(DESTDIR)$(PREFIX)/include/rootbox.h
+	install -m 0755 $(RELEASE)/rootbox-monitor $(DESTDIR)$(PREFIX)/libexec/rootbox/rootbox-monitor
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@PRIVATE_LIBS@|$(STATIC_LIBS)|' \
+	    ffi/rootbox.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/rootbox.pc
+	@echo "installed libcontainer $(VERSION) under $(DESTDIR)$(PREFIX)"
+
+## test-c: the C API tests (tests/c) against a library installed into tests/.work/c-prefix
+test-c:
+	$(MAKE) install PREFIX=$(CURDIR)/tests/.work/c-prefix
+	@if [ ! -x tests/.work/busybox-rootfs/bin/busybox ]; then \
+	    rm -rf tests/.work/busybox-rootfs; tests/lib/mk-busybox-rootfs.sh tests/.work/busybox-rootfs; \
+	fi
+	tests/c/run.sh tests/.work/c-prefix tests/.work/busybox-rootfs
 
 ## test: as root: set up the machine, lint, build, unit tests, integration tests as
 ##       the unprivileged user rbtest and as root; otherwise the same as yourself

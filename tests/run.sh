@@ -5,6 +5,7 @@
 #
 #   as root:      setup (tests/setup-root.sh) -> lint -> build -> unit tests -> stage
 #                 -> integration tests as the unprivileged test user -> again as root
+#                 -> C API tests (tests/c/run.sh) as the test user
 #                 -> tests/vm/check.sh (when present)
 #   as non-root:  lint -> build -> unit tests -> integration tests as yourself
 #
@@ -90,6 +91,26 @@ integration_as_user() { # STAGE_DIR
         || rc=$?
     pytest_rc_note "$rc"
     return "$rc"
+}
+
+c_tests_as_user() { # STAGE_DIR: tests/c against the staged install, as the test user
+    local stage=$1 home
+    home=$(getent passwd "$TEST_USER" | cut -d: -f6)
+    runuser -u "$TEST_USER" -- env -i -C /tmp \
+        HOME="$home" USER="$TEST_USER" LOGNAME="$TEST_USER" LANG=C.UTF-8 \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        timeout -k 30 900 "$stage/tests/c/run.sh" "$stage/c" "$stage/rootfs"
+}
+
+c_tests_as_self() {
+    local rootfs=$REPO/tests/.work/busybox-rootfs
+    if [ ! -x "$rootfs/bin/busybox" ]; then
+        rm -rf "$rootfs"
+        mkdir -p "$REPO/tests/.work"
+        tests/lib/mk-busybox-rootfs.sh "$rootfs" || return 1
+    fi
+    make --no-print-directory install PREFIX="$REPO/tests/.work/c-prefix" CARGO="$CARGO" >/dev/null || return 1
+    tests/c/run.sh "$REPO/tests/.work/c-prefix" "$rootfs"
 }
 
 integration_as_root() { # STAGE_DIR
@@ -208,8 +229,13 @@ stage() {
     install -d -m 0755 "$STAGE" "$STAGE/bin" "$STAGE/tests"
     install -m 0755 target/release/rootbox target/release/rootbox-runtime target/release/rootbox-monitor "$STAGE/bin/"
     tests/lib/mk-busybox-rootfs.sh "$STAGE/rootfs"
-    cp -r tests/integration tests/lib tests/python "$STAGE/tests/"
+    cp -r tests/integration tests/lib tests/c tests/python "$STAGE/tests/"
     rm -rf "$STAGE/tests/python/__pycache__"
+    # The C API, installed as a user would (make install), with its example.
+    make --no-print-directory install PREFIX="$STAGE/c" CARGO="$CARGO" >/dev/null || return 1
+    install -d -m 0755 "$STAGE/examples"
+    cp -r examples/c "$STAGE/examples/"
+    chmod -R a+rX,go-w "$STAGE/c" "$STAGE/examples"
     rm -rf "$STAGE/tests/integration/__pycache__"
     # Readable by the test user, writable by root only; the rootfs keeps its own modes
     # (its /tmp and /var/tmp are 1777, as in any image).
@@ -261,6 +287,7 @@ if [ "$IS_ROOT" = 1 ]; then
     record "stage" "$rc"
     [ "$rc" -eq 0 ] || die "staging failed"
     run_step "integration tests as $TEST_USER (unprivileged)" integration_as_user "$STAGE"
+    run_step "C API tests as $TEST_USER (tests/c)" c_tests_as_user "$STAGE"
     if [ "${ROOTBOX_SKIP_ROOT_RUN:-0}" != 1 ]; then
         run_step "integration tests as root" integration_as_root "$STAGE"
     fi
@@ -274,6 +301,7 @@ if [ "$IS_ROOT" = 1 ]; then
     fi
 else
     run_step "integration tests as $(id -un)" integration_as_self
+    run_step "C API tests as $(id -un) (tests/c)" c_tests_as_self
     if [ "$PY_OK" = 1 ]; then
         run_step "python tests as $(id -un)" python_tests_as_self
         run_step "python: mypy stubtest rootbox" python_stubtest "$REPO/tests/.work/pyvenv"

@@ -20,13 +20,14 @@ SUBID_COUNT=${ROOTBOX_TEST_SUBID_COUNT:-65536}
 # Packages: the runtime's helpers (uidmap: newuidmap/newgidmap), the rootfs
 # (busybox-static), the network helpers (passt: pasta, slirp4netns), the test runner (python3-pytest from Debian, so that the
 # unprivileged user gets it with the system python /usr/bin/python3), and the
-# peers the benchmark compares with.
+# peers the benchmark compares with; the C API tests' compilers, pkg-config and valgrind.
 PACKAGES=(
     busybox-static uidmap file procps util-linux
     python3 python3-pytest python3-pytest-timeout
     crun runc bubblewrap hyperfine strace
     passt slirp4netns
     gcc libc6-dev
+    g++ pkg-config valgrind
     python3-venv python3-dev python3-pip
     fuse-overlayfs
 )

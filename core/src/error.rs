@@ -33,6 +33,8 @@ pub enum Error {
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
+    #[error(transparent)]
     Commit(#[from] crate::container::commit::CommitError),
 }
 
@@ -60,6 +62,7 @@ impl Error {
             Error::Cgroup(e) => e.errno(),
             Error::Rootfs(e) => e.errno(),
             Error::Commit(e) => e.errno(),
+            Error::Build(e) => e.errno(),
             _ => None,
         }
     }
@@ -77,6 +80,7 @@ impl Error {
             Error::Image(e) => e.path(),
             Error::Cgroup(e) => e.path(),
             Error::Rootfs(e) => e.path(),
+            Error::Build(e) => e.path(),
             _ => None,
         }
     }
@@ -86,6 +90,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Launch(e) => e.exit_code(),
+            // `docker build` exits 1 when a build fails.
+            Error::Build(_) => 1,
             _ => 125,
         }
     }

@@ -13,8 +13,10 @@
 //! - [`network`]: none/host/private (pasta, slirp4netns) networks, published ports, user networks.
 //! - [`image`]: OCI image store, references, secure layer unpacking, archives, image config.
 //! - [`rootfs`]: layered rootfs (overlay, fuse-overlayfs, vfs), generated /etc files, volumes.
+//! - [`build`]: `rootbox build`: Dockerfile parsing, the context, steps, layers, the cache.
 //! - [`info`]: what this host offers (kernel, id mapping, overlay, cgroups, helpers).
 
+pub mod build;
 pub mod cgroup;
 pub mod container;
 pub mod error;

@@ -1,6 +1,8 @@
 //! `rootbox`: the user command line, docker-like. Each command maps to one `rootbox_core` call.
 //! The lifecycle commands (ps, logs, stop, exec, ...) live in `rootbox/lifecycle.rs`.
 
+#[path = "rootbox/build.rs"]
+mod build;
 #[path = "rootbox/changes.rs"]
 mod changes;
 #[path = "rootbox/lifecycle.rs"]
@@ -54,6 +56,8 @@ enum Cmd {
     Lifecycle(lifecycle::LifecycleCmd),
     #[command(flatten)]
     Changes(changes::ChangesCmd),
+    #[command(flatten)]
+    Build(build::BuildCmd),
     /// Show what this host offers containers (kernel, id mapping, overlay, cgroups, helpers).
     Info {
         /// Print JSON.
@@ -369,6 +373,16 @@ fn main() {
             Ok(code) => Ok(code),
             Err(e) => die(PROG, &e, 1),
         },
+        Cmd::Build(cmd) => {
+            let dirs = Dirs {
+                state: state_dir.clone(),
+                store: store.clone(),
+            };
+            match build::dispatch(cmd, &dirs) {
+                Ok(code) => Ok(code),
+                Err(e) => die(PROG, &e, 1),
+            }
+        }
         Cmd::Volume(v) => volume(v, &store),
         Cmd::Images(c) => rootbox_cli::images::run(c, Some(store.clone())),
         Cmd::Info { json } => {

@@ -89,3 +89,36 @@ pub fn set_console_size(p: &mut Process, rows: u16, cols: u16) {
         p.set_console_size(Some(size));
     }
 }
+
+/// Runs `process` in the running container `id` to its end, with stdin from /dev/null and
+/// its stdout and stderr captured (the library's exec: C's `rootbox_container_exec`). Never
+/// tied to the calling thread's life.
+pub fn exec_captured(
+    root: &StateRoot,
+    id: &str,
+    process: &Process,
+) -> Result<super::request::Captured, crate::Error> {
+    let null =
+        std::fs::File::open("/dev/null").map_err(|e| StateError::io("/dev/null".as_ref(), e))?;
+    let (out_r, out_w) = super::request::pipe()?;
+    let (err_r, err_w) = super::request::pipe()?;
+    let opts = LaunchOptions {
+        stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
+        ..LaunchOptions::default()
+    };
+    let launched = exec(root, id, process, &opts)?;
+    // Only the process holds the write ends now: EOF comes when it (and its children) are gone.
+    drop((null, out_w, err_w));
+    let err_thread = std::thread::spawn(move || super::request::read_all(err_r));
+    let stdout = super::request::read_all(out_r);
+    let stderr = err_thread.join().unwrap_or_default();
+    let code = launch::wait_pid(launched.pid)?;
+    Ok(super::request::Captured {
+        exit: super::run::Exit {
+            code,
+            oom_killed: false,
+        },
+        stdout,
+        stderr,
+    })
+}

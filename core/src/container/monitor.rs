@@ -52,7 +52,25 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Finds the monitor: `$ROOTBOX_MONITOR`, next to the running executable, then `PATH`.
+/// Places a library front door (the C ABI, the Python module) found its monitor in, in order;
+/// see [`add_library_locations`].
+static LIBRARY_LOCATIONS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Adds places where the monitor may be installed next to a library (e.g. the directory of
+/// `libcontainer.so`): [`locate`] tries them after `$ROOTBOX_MONITOR` and before the running
+/// executable's directory, since a program embedding the library has no monitor of its own.
+pub fn add_library_locations(paths: impl IntoIterator<Item = PathBuf>) {
+    if let Ok(mut l) = LIBRARY_LOCATIONS.lock() {
+        for p in paths {
+            if !l.contains(&p) {
+                l.push(p);
+            }
+        }
+    }
+}
+
+/// Finds the monitor: `$ROOTBOX_MONITOR`, the library locations ([`add_library_locations`]),
+/// next to the running executable, then `PATH`.
 pub fn locate() -> Result<PathBuf, StateError> {
     if let Some(p) = std::env::var_os(MONITOR_ENV).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
@@ -63,6 +81,13 @@ pub fn locate() -> Result<PathBuf, StateError> {
             "{MONITOR_ENV}={} is not an executable file",
             p.display()
         )));
+    }
+    let library = LIBRARY_LOCATIONS
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    if let Some(p) = library.into_iter().find(|p| is_executable(p)) {
+        return Ok(p);
     }
     if let Some(dir) = std::env::current_exe()
         .ok()

@@ -483,13 +483,13 @@ pub struct Captured {
     pub stderr: Vec<u8>,
 }
 
-fn pipe() -> Result<(std::fs::File, std::fs::File), Error> {
+pub(crate) fn pipe() -> Result<(std::fs::File, std::fs::File), Error> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| invalid(format!("making a pipe for the container's output: {e}")))?;
     Ok((std::fs::File::from(r), std::fs::File::from(w)))
 }
 
-fn read_all(mut f: std::fs::File) -> Vec<u8> {
+pub(crate) fn read_all(mut f: std::fs::File) -> Vec<u8> {
     use std::io::Read;
     let mut buf = Vec::new();
     let _ = f.read_to_end(&mut buf);

@@ -1027,6 +1027,8 @@ impl Store {
         let mut keep_blobs: BTreeSet<String> = BTreeSet::new();
         let mut keep_layers: BTreeSet<String> = BTreeSet::new();
         let mut manifests: Vec<Digest> = idx.manifests.iter().map(|d| d.digest.clone()).collect();
+        // Images of the build cache stay until `rootbox builder prune`.
+        manifests.extend(crate::build::cached_manifests(&self.root));
         for r in users.values() {
             manifests.push(r.image.clone());
             keep_blobs.insert(r.config.hex().to_string());

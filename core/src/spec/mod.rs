@@ -149,7 +149,14 @@ pub fn load_bundle(bundle: &Path) -> Result<Spec, SpecError> {
         path: path.clone(),
         source,
     })?;
-    let mut spec: Spec = serde_json::from_str(&text).map_err(|e| SpecError::Parse {
+    load_bundle_config(bundle, &text, &path)
+}
+
+/// An OCI config given as JSON text (`origin` names it in errors) for a bundle: its root path
+/// resolved against `bundle`, checked like [`load_bundle`]'s.
+pub fn load_bundle_config(bundle: &Path, text: &str, origin: &Path) -> Result<Spec, SpecError> {
+    let path = origin.to_path_buf();
+    let mut spec: Spec = serde_json::from_str(text).map_err(|e| SpecError::Parse {
         path: path.clone(),
         message: e.to_string(),
     })?;
