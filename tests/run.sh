@@ -17,7 +17,9 @@
 #   ROOTBOX_STAGE       where root stages binaries/rootfs/tests (default /tmp/rootbox-stage)
 #   PYTEST_ARGS         extra pytest arguments, e.g. PYTEST_ARGS='-k lifecycle -x'
 #   ROOTBOX_PYTEST_TIMEOUT  limit for one whole pytest run, seconds (default 420)
-#   ROOTBOX_SKIP_LINT=1, ROOTBOX_SKIP_UNIT=1, ROOTBOX_SKIP_ROOT_RUN=1, ROOTBOX_SKIP_VM=1
+#   ROOTBOX_PYENV       virtualenv holding maturin and mypy (default /opt/rootbox-py, made by setup-root.sh)
+#   ROOTBOX_SKIP_LINT=1, ROOTBOX_SKIP_UNIT=1, ROOTBOX_SKIP_ROOT_RUN=1, ROOTBOX_SKIP_VM=1,
+#   ROOTBOX_SKIP_PYTHON=1 (the Python module: wheel, stubtest, tests/python)
 #   CARGO               cargo binary (default cargo)
 set -euo pipefail
 
@@ -139,6 +141,77 @@ integration_as_self() {
     return "$rc"
 }
 
+# ---------------------------------------------------------------------------
+# The Python module: a wheel built with maturin, installed into a fresh virtualenv of the
+# system python (with its site packages, for Debian's pytest), tested as installed.
+PYENV=${ROOTBOX_PYENV:-/opt/rootbox-py}
+WHEEL_DIR=$REPO/target/wheels-test
+
+python_wheel() {
+    local maturin=$PYENV/bin/maturin
+    [ -x "$maturin" ] || maturin=$(command -v maturin || true)
+    if [ -z "$maturin" ]; then
+        echo "run.sh: maturin not found: run 'make test' as root once (tests/setup-root.sh makes $PYENV)," \
+            "or pip install maturin" >&2
+        return 1
+    fi
+    rm -rf "$WHEEL_DIR"
+    "$maturin" build --release --out "$WHEEL_DIR"
+}
+
+python_venv() { # DIR: a fresh virtualenv with the wheel installed
+    local dir=$1 wheel
+    wheel=$(ls "$WHEEL_DIR"/rootbox-*.whl 2>/dev/null | head -n1)
+    [ -n "$wheel" ] || { echo "run.sh: no wheel in $WHEEL_DIR" >&2; return 1; }
+    rm -rf "$dir"
+    /usr/bin/python3 -m venv --system-site-packages "$dir" || return 1
+    "$dir/bin/pip" install -q --no-index --disable-pip-version-check "$wheel" || return 1
+    chmod -R a+rX "$dir"
+}
+
+python_stubtest() { # VENV: mypy's stubtest against the installed package
+    local venv=$1 site py=$PYENV/bin/python
+    [ -x "$py" ] || py=/usr/bin/python3
+    site=$("$venv/bin/python" -c 'import rootbox, os; print(os.path.dirname(os.path.dirname(rootbox.__file__)))')
+    env -C /tmp PYTHONPATH="$site" "$py" -m mypy.stubtest rootbox
+}
+
+python_tests_as_user() { # STAGE_DIR
+    local stage=$1 home rc=0
+    home=$(getent passwd "$TEST_USER" | cut -d: -f6)
+    runuser -u "$TEST_USER" -- env -i -C "$stage" \
+        HOME="$home" USER="$TEST_USER" LOGNAME="$TEST_USER" LANG=C.UTF-8 \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        PYTHONDONTWRITEBYTECODE=1 ROOTBOX_BUSYBOX_ROOTFS="$stage/rootfs" \
+        "${CAP[@]}" "$stage/pyvenv/bin/python" -m pytest -p no:cacheprovider "$stage/tests/python" "${EXTRA_PYTEST[@]}" \
+        || rc=$?
+    pytest_rc_note "$rc"
+    return "$rc"
+}
+
+python_tests_as_root() { # STAGE_DIR
+    local stage=$1 rc=0
+    env -C "$stage" PYTHONDONTWRITEBYTECODE=1 ROOTBOX_BUSYBOX_ROOTFS="$stage/rootfs" \
+        "${CAP[@]}" "$stage/pyvenv/bin/python" -m pytest -p no:cacheprovider "$stage/tests/python" "${EXTRA_PYTEST[@]}" \
+        || rc=$?
+    pytest_rc_note "$rc"
+    return "$rc"
+}
+
+python_tests_as_self() {
+    local venv=$REPO/tests/.work/pyvenv rootfs=$REPO/tests/.work/busybox-rootfs rc=0
+    python_venv "$venv" || return 1
+    if [ ! -x "$rootfs/bin/busybox" ]; then
+        rm -rf "$rootfs"
+        mkdir -p "$REPO/tests/.work"
+        tests/lib/mk-busybox-rootfs.sh "$rootfs" || return 1
+    fi
+    ROOTBOX_BUSYBOX_ROOTFS="$rootfs" PYTHONDONTWRITEBYTECODE=1 \
+        "${CAP[@]}" "$venv/bin/python" -m pytest -p no:cacheprovider "$REPO/tests/python" "${EXTRA_PYTEST[@]}" || rc=$?
+    pytest_rc_note "$rc"
+    return "$rc"
+}
+
 stage() {
     # A root-owned directory any user can read: CI may clone into a directory the
     # test user cannot enter, so nothing of the checkout is used from there.
@@ -156,7 +229,8 @@ stage() {
     install -d -m 0755 "$STAGE" "$STAGE/bin" "$STAGE/tests"
     install -m 0755 target/release/rootbox target/release/rootbox-runtime target/release/rootbox-monitor "$STAGE/bin/"
     tests/lib/mk-busybox-rootfs.sh "$STAGE/rootfs"
-    cp -r tests/integration tests/lib tests/c "$STAGE/tests/"
+    cp -r tests/integration tests/lib tests/c tests/python "$STAGE/tests/"
+    rm -rf "$STAGE/tests/python/__pycache__"
     # The C API, installed as a user would (make install), with its example.
     make --no-print-directory install PREFIX="$STAGE/c" CARGO="$CARGO" >/dev/null || return 1
     install -d -m 0755 "$STAGE/examples"
@@ -197,6 +271,15 @@ if [ "${ROOTBOX_SKIP_UNIT:-0}" != 1 ]; then
     run_step "unit tests (cargo test --release)" "$CARGO" test --release
 fi
 
+PY_OK=0
+if [ "${ROOTBOX_SKIP_PYTHON:-0}" != 1 ]; then
+    rc=0
+    step "python wheel (maturin build --release)"
+    python_wheel || rc=$?
+    record "python wheel" "$rc"
+    [ "$rc" -eq 0 ] && PY_OK=1
+fi
+
 if [ "$IS_ROOT" = 1 ]; then
     step "stage into $STAGE"
     rc=0
@@ -208,9 +291,21 @@ if [ "$IS_ROOT" = 1 ]; then
     if [ "${ROOTBOX_SKIP_ROOT_RUN:-0}" != 1 ]; then
         run_step "integration tests as root" integration_as_root "$STAGE"
     fi
+    if [ "$PY_OK" = 1 ]; then
+        run_step "python: install the wheel into a fresh virtualenv" python_venv "$STAGE/pyvenv"
+        run_step "python: mypy stubtest rootbox" python_stubtest "$STAGE/pyvenv"
+        run_step "python tests as $TEST_USER (unprivileged)" python_tests_as_user "$STAGE"
+        if [ "${ROOTBOX_SKIP_ROOT_RUN:-0}" != 1 ]; then
+            run_step "python tests as root" python_tests_as_root "$STAGE"
+        fi
+    fi
 else
     run_step "integration tests as $(id -un)" integration_as_self
     run_step "C API tests as $(id -un) (tests/c)" c_tests_as_self
+    if [ "$PY_OK" = 1 ]; then
+        run_step "python tests as $(id -un)" python_tests_as_self
+        run_step "python: mypy stubtest rootbox" python_stubtest "$REPO/tests/.work/pyvenv"
+    fi
 fi
 
 if [ "${ROOTBOX_SKIP_VM:-0}" != 1 ] && [ -x tests/vm/check.sh ]; then

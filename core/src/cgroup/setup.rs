@@ -194,6 +194,45 @@ fn unenforceable(
     }
 }
 
+/// What [`prepare`] would refuse before creating anything (strict policy only): limits asked
+/// with the cgroup manager disabled, or on a host whose layout (cgroup v1, hybrid) cannot
+/// enforce them at all. Front ends call it before handing a container to its monitor, so the
+/// refusal reaches them as this typed error rather than as the monitor's report text.
+pub fn check(spec: &Spec, opts: &CgroupOptions) -> Result<(), CgroupError> {
+    let opts = opts.with_spec(spec)?;
+    if opts.policy != LimitPolicy::Strict {
+        return Ok(());
+    }
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+    let writes = match &resources {
+        Some(r) => plan_writes(r)?,
+        None => Vec::new(),
+    };
+    let needed = controllers_of(&writes);
+    if needed.is_empty() {
+        return Ok(());
+    }
+    if opts.manager == Manager::Disabled {
+        return unenforceable(
+            opts.policy,
+            &writes,
+            &needed,
+            "the cgroup manager is disabled (--cgroup-manager disabled)".into(),
+            "use --cgroup-manager cgroupfs or systemd".into(),
+        );
+    }
+    let disc = Discovery::probe();
+    if disc.layout != Layout::V2 {
+        let why = needed
+            .iter()
+            .filter_map(|c| disc.why_not(c))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return unenforceable(opts.policy, &writes, &needed, why, disc.how_to_fix(&needed));
+    }
+    Ok(())
+}
+
 /// Makes the container's cgroup with its limits, or decides to run without one. Returns None
 /// when the container runs without a cgroup (nothing asked and none possible, manager disabled,
 /// or best effort).

@@ -111,6 +111,38 @@ pub fn locate() -> Result<PathBuf, StateError> {
     )))
 }
 
+/// A program that runs [`main_hosted`] instead of `rootbox-monitor`, set once per process by a
+/// front end that has no monitor binary next to it (the Python module runs its monitor as
+/// `python -c ...` of the very same module). `$ROOTBOX_MONITOR` still wins over it.
+#[derive(Debug, Clone)]
+pub struct HostedMonitor {
+    pub program: PathBuf,
+    /// Arguments before the monitor's own (`--root ...`).
+    pub leading_args: Vec<std::ffi::OsString>,
+}
+
+static HOSTED: std::sync::OnceLock<HostedMonitor> = std::sync::OnceLock::new();
+
+/// Makes [`spawn`] start `hosted` (unless `$ROOTBOX_MONITOR` is set). The first call wins;
+/// false when another program was set before.
+pub fn set_hosted(hosted: HostedMonitor) -> bool {
+    HOSTED.set(hosted).is_ok()
+}
+
+/// The command that starts a monitor: `$ROOTBOX_MONITOR`, the hosted monitor of this process
+/// ([`set_hosted`]), else [`locate`]'s binary.
+fn monitor_command() -> Result<Command, StateError> {
+    let explicit = std::env::var_os(MONITOR_ENV).is_some_and(|p| !p.is_empty());
+    if !explicit {
+        if let Some(h) = HOSTED.get() {
+            let mut c = Command::new(&h.program);
+            c.args(&h.leading_args);
+            return Ok(c);
+        }
+    }
+    Ok(Command::new(locate()?))
+}
+
 /// What the monitor reported once the container started (or was created).
 #[derive(Debug, Clone, Copy)]
 pub struct Spawned {
@@ -121,8 +153,9 @@ pub struct Spawned {
 /// Starts the monitor of the registered container `id` and waits until it reports that the
 /// container is running (`Mode::Run`) or created (`Mode::Create`), or why it is not.
 pub fn spawn(root: &StateRoot, id: &str, mode: Mode) -> Result<Spawned, ContainerError> {
-    let exe = locate()?;
-    let mut child = Command::new(&exe)
+    let mut cmd = monitor_command()?;
+    let exe = PathBuf::from(cmd.get_program());
+    let mut child = cmd
         .arg("--root")
         .arg(&root.path)
         .arg("--id")
@@ -248,6 +281,16 @@ fn shed_code_pages() {
 /// only the supervision loop, which keeps the monitor's resident memory small (the launch code
 /// and the config it parsed are gone).
 pub fn main(args: &[String]) -> i32 {
+    run_main(args, true)
+}
+
+/// [`main`] for a monitor hosted by another program ([`set_hosted`]): it supervises from its
+/// own process image instead of re-executing `/proc/self/exe` (which is not `rootbox-monitor`).
+pub fn main_hosted(args: &[String]) -> i32 {
+    run_main(args, false)
+}
+
+fn run_main(args: &[String], reexec: bool) -> i32 {
     let mut opts = std::collections::HashMap::new();
     let mut it = args.iter();
     let mut supervise = false;
@@ -340,8 +383,10 @@ pub fn main(args: &[String]) -> i32 {
     let me = unsafe { libc::getpid() };
     let _ = report.write_all(format!("ok {} {me}\n", sup.pid).as_bytes());
     drop(report);
-    sup.reexec();
-    // Re-exec failed: supervise from this process image.
+    if reexec {
+        sup.reexec();
+    }
+    // Hosted, or the re-exec failed: supervise from this process image.
     sup.run();
     0
 }

@@ -326,6 +326,8 @@ pub fn prepare(req: &RunRequest, dirs: &Dirs) -> Result<Prepared, Error> {
     }
     let mut spec = opts.to_spec(&id)?;
     req.cgroup.annotate(&mut spec);
+    // Limits this host cannot enforce at all are refused here, typed, before a monitor runs.
+    crate::cgroup::setup::check(&spec, &req.cgroup)?;
     let root = StateRoot::open(&dirs.state)?;
     let net = network::prepare(&opts.network, &root, &id, req.name.as_deref(), &mut spec)?;
     let mut notes = Vec::new();

@@ -679,7 +679,22 @@ pub fn exec_into(
                 sync::CHILD_PTY => pty_master = fd,
                 sync::CHILD_READY if grandchild.is_some() => break Ok(()),
                 sync::CHILD_READY => ready = true,
-                sync::CHILD_ERROR => break Err(child_error(&errors, m)),
+                sync::CHILD_ERROR => {
+                    let err = child_error(&errors, m);
+                    if grandchild.is_none() {
+                        // The process's error may come before `mid`'s pid message: read on
+                        // until that message (or the end) so the process is reaped below. A
+                        // zombie left in the container's pid namespace would keep its PID 1
+                        // from ever exiting (zap_pid_ns_processes) in a long-lived caller.
+                        while let Ok(Some((m, _))) = sync::recv(sync_fd) {
+                            if m.kind == sync::CHILD_PID {
+                                grandchild = Some(m.value);
+                                break;
+                            }
+                        }
+                    }
+                    break Err(err);
+                }
                 _ => {
                     break Err(LaunchError::Plan(
                         "unexpected message from the exec process".into(),

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""rootbox from Python: import an image, run containers in the foreground and in the
+background, exec into one, read its logs. No daemon, no root.
+
+    pip install .                       # from the repository's top directory
+    python3 examples/python/quickstart.py ROOTFS.tar
+
+ROOTFS.tar: any root filesystem tarball with a shell, e.g. made with
+    tests/lib/mk-busybox-rootfs.sh /tmp/bb && tar -C /tmp/bb -cf /tmp/bb.tar .
+"""
+
+import sys
+import tempfile
+
+import rootbox
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    work = tempfile.mkdtemp(prefix="rootbox-example-")
+    client = rootbox.Client(root=f"{work}/store", state_dir=f"{work}/state")
+
+    image = client.images.import_(sys.argv[1], "example/busybox", "1")
+    print("imported", image.tags, image.short_id)
+
+    # Foreground: the output comes back as bytes.
+    print(client.containers.run("example/busybox:1", "echo hello from a container", remove=True))
+
+    # A non-zero exit raises ContainerError with the exit status and stderr.
+    try:
+        client.containers.run("example/busybox:1", ["sh", "-c", "echo oops >&2; exit 3"], remove=True)
+    except rootbox.ContainerError as e:
+        print("failed with", e.exit_status, e.stderr)
+
+    # Background: a Container; exec into it, read its logs, wait for it.
+    c = client.containers.run(
+        "example/busybox:1",
+        ["sh", "-c", "echo started; sleep 1; echo finished"],
+        detach=True,
+        environment={"MODE": "demo"},
+    )
+    print(c.name, c.status)
+    code, out = c.exec_run(["sh", "-c", "echo MODE=$MODE"])
+    print("exec:", code, out)
+    print("exit:", c.wait()["StatusCode"])
+    print("logs:", c.logs())
+    c.remove()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
