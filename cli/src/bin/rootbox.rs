@@ -245,6 +245,12 @@ struct RunArgs {
     /// Override the image's ENTRYPOINT ('' clears it).
     #[arg(long, allow_hyphen_values = true)]
     entrypoint: Option<String>,
+    /// Pull the image from its registry: always, missing (when not in the store) or never.
+    #[arg(long, default_value = "missing")]
+    pull: rootbox_cli::registry::PullPolicy,
+    /// With a pull: no progress output.
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// Advanced: a layered rootfs, lower=BOTTOM:...:TOP,upper=DIR,work=DIR (lowest layer
     /// first; writes go to upper, which must be on the same filesystem as work).
     #[arg(long = "rootfs-overlay", value_name = "SPEC")]
@@ -602,6 +608,7 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
     }
     let mut stop_signal = a.stop_signal.clone();
     if let Some(reference) = &image {
+        rootbox_cli::registry::ensure_image(&store, reference, a.pull, a.quiet)?;
         let driver = match &a.storage_driver {
             Some(d) => d.parse()?,
             None => rootbox_core::rootfs::Driver::default(),

@@ -35,6 +35,8 @@ pub mod archive;
 pub mod config;
 pub mod digest;
 pub mod reference;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod store;
 pub mod time;
 pub mod unpack;
