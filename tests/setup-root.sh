@@ -29,6 +29,7 @@ PACKAGES=(
     gcc libc6-dev
     python3-venv python3-dev python3-pip
     fuse-overlayfs
+    docker-registry apache2-utils openssl skopeo umoci
 )
 if [ -n "${ROOTBOX_EXTRA_PACKAGES:-}" ]; then
     # shellcheck disable=SC2206
