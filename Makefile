@@ -47,11 +47,13 @@ unit:
 
 ## bench: rootbox side by side with its peers (ratios in bench/results/*.json):
 ##        start-to-exit of `true` (rootbox-runtime vs crun, runc, bwrap, unshare),
-##        `run --rm IMAGE true` (rootbox vs podman), layer unpack (rootbox vs tar -x)
+##        `run --rm IMAGE true` (rootbox vs podman), layer unpack (rootbox vs tar -x),
+##        pull of a multi-layer image from a local registry (rootbox vs skopeo copy + umoci)
 bench: build
 	bench/runtime.sh
 	bench/image.sh
 	bench/unpack.sh
+	bench/pull.sh
 
 ## bench-network: published-port throughput and connection latency: rootbox (pasta,
 ##                slirp4netns) vs podman rootless -p

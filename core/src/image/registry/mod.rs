@@ -243,6 +243,14 @@ fn classify(e: &oci_client::errors::OciDistributionError, what: &str) -> Problem
 
 fn request_problem(r: &reqwest::Error) -> Problem {
     let text = chain(r);
+    if let Some(st) = r.status() {
+        if matches!(st.as_u16(), 401 | 403) {
+            return Problem::Unauthorized(format!(
+                "HTTP {st} for {}",
+                r.url().map_or("", |u| u.as_str())
+            ));
+        }
+    }
     let lower = text.to_ascii_lowercase();
     if lower.contains("certificate")
         || lower.contains("tls")
