@@ -364,6 +364,12 @@ pub fn ensure_image(
         }
     }
     let p = progress(quiet);
-    registry::pull(&store, reference, &Options::default(), false, p.as_ref())?;
+    let opts = Options {
+        cert_dir: std::env::var_os("ROOTBOX_CERT_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        ..Default::default()
+    };
+    registry::pull(&store, reference, &opts, false, p.as_ref())?;
     Ok(())
 }

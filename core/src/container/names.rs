@@ -136,7 +136,7 @@ pub fn generate(root: &StateRoot, id: &str) -> Result<String, StateError> {
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| StateError::BadName(base)))
+    Err(last.unwrap_or(StateError::BadName(base)))
 }
 
 /// Resolves a reference (full id, name, or unique id prefix) to a container id.
