@@ -83,7 +83,8 @@ unit:
 ##        bench/results/summary.md and summary.png (see docs/PERFORMANCE.md):
 ##        start-to-exit of `true` (rootbox-runtime vs crun, runc, bwrap, unshare),
 ##        `run --rm IMAGE true` (rootbox vs podman), exec (vs crun, podman), N concurrent
-##        starts, monitor memory (vs conmon), layer unpack (vs tar -x, umoci)
+##        starts, monitor memory (vs conmon), layer unpack (vs tar -x, umoci), pull
+##        from a local registry (vs skopeo copy + umoci), limits in the cgroup v2 VM
 bench: build
 	bench/all.sh
 

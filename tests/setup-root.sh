@@ -30,6 +30,7 @@ PACKAGES=(
     g++ pkg-config valgrind
     python3-venv python3-dev python3-pip
     fuse-overlayfs
+    docker-registry apache2-utils openssl skopeo umoci
 )
 if [ -n "${ROOTBOX_EXTRA_PACKAGES:-}" ]; then
     # shellcheck disable=SC2206

@@ -28,6 +28,14 @@ pub enum ImageCommands {
     /// Manage images.
     #[command(subcommand)]
     Image(ImageSub),
+    /// Pull an image from a registry.
+    Pull(crate::registry::PullArgs),
+    /// Push an image to a registry.
+    Push(crate::registry::PushArgs),
+    /// Log in to a registry (credentials are checked, then stored).
+    Login(crate::registry::LoginArgs),
+    /// Remove stored credentials of a registry.
+    Logout(crate::registry::LogoutArgs),
 }
 
 /// `rootbox image ...`
@@ -174,8 +182,16 @@ fn json_out(v: &impl serde::Serialize) -> Result<(), Error> {
 
 /// Runs an image command against the store at `root` (default place when `None`).
 pub fn run(cmd: ImageCommands, root: Option<PathBuf>) -> Result<i32, Error> {
+    let cmd = match cmd {
+        ImageCommands::Login(a) => return crate::registry::login(a),
+        ImageCommands::Logout(a) => return crate::registry::logout(a),
+        other => other,
+    };
     let store = Store::open(root)?;
     match cmd {
+        ImageCommands::Pull(a) => crate::registry::pull(&store, a),
+        ImageCommands::Push(a) => crate::registry::push(&store, a),
+        ImageCommands::Login(_) | ImageCommands::Logout(_) => Ok(0),
         ImageCommands::Import(a) => import(&store, a),
         ImageCommands::Load(a) => load(&store, a),
         ImageCommands::Save(a) => save(&store, a),

@@ -2,6 +2,7 @@
 //! No container logic lives here; that is all in `rootbox_core`.
 
 pub mod images;
+pub mod registry;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

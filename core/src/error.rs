@@ -5,6 +5,8 @@ use std::path::Path;
 use crate::cgroup::CgroupError;
 use crate::container::{ContainerError, StateError};
 use crate::idmap::IdMapError;
+#[cfg(feature = "registry")]
+use crate::image::registry::RegistryError;
 use crate::image::ImageError;
 use crate::launch::LaunchError;
 use crate::network::NetworkError;
@@ -30,6 +32,9 @@ pub enum Error {
     Image(#[from] ImageError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[cfg(feature = "registry")]
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
@@ -59,6 +64,8 @@ impl Error {
             Error::State(StateError::Io { source, .. }) => source.raw_os_error(),
             Error::Spec(SpecError::Read { source, .. }) => source.raw_os_error(),
             Error::Image(e) => e.errno(),
+            #[cfg(feature = "registry")]
+            Error::Registry(RegistryError::Image(e)) => e.errno(),
             Error::Cgroup(e) => e.errno(),
             Error::Rootfs(e) => e.errno(),
             Error::Commit(e) => e.errno(),
@@ -103,7 +110,12 @@ impl Error {
 
     /// Whether the error means "no such image".
     pub fn is_image_not_found(&self) -> bool {
-        matches!(self, Error::Image(ImageError::NotFound(_)))
+        match self {
+            Error::Image(ImageError::NotFound(_)) => true,
+            #[cfg(feature = "registry")]
+            Error::Registry(RegistryError::Image(ImageError::NotFound(_))) => true,
+            _ => false,
+        }
     }
 }
 

@@ -253,6 +253,12 @@ struct RunArgs {
     /// Override the image's ENTRYPOINT ('' clears it).
     #[arg(long, allow_hyphen_values = true)]
     entrypoint: Option<String>,
+    /// Pull the image from its registry: always, missing (when not in the store) or never.
+    #[arg(long, default_value = "missing")]
+    pull: rootbox_cli::registry::PullPolicy,
+    /// With a pull: no progress output.
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// Advanced: a layered rootfs, lower=BOTTOM:...:TOP,upper=DIR,work=DIR (lowest layer
     /// first; writes go to upper, which must be on the same filesystem as work).
     #[arg(long = "rootfs-overlay", value_name = "SPEC")]
@@ -481,6 +487,9 @@ fn run(a: RunArgs, state_dir: PathBuf, store: PathBuf, create_only: bool) -> Res
         None if !command.is_empty() => Some(command.remove(0)),
         _ => None,
     };
+    if let Some(reference) = &image {
+        rootbox_cli::registry::ensure_image(&store, reference, a.pull, a.quiet)?;
+    }
     let req = RunRequest {
         image,
         rootfs: a.rootfs,

@@ -37,6 +37,8 @@ pub mod digest;
 pub mod layerdiff;
 pub mod nsfs;
 pub mod reference;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod store;
 pub mod time;
 pub mod unpack;
