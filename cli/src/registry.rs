@@ -370,6 +370,13 @@ pub fn ensure_image(
             .map(PathBuf::from),
         ..Default::default()
     };
-    registry::pull(&store, reference, &opts, false, p.as_ref())?;
-    Ok(())
+    match registry::pull(&store, reference, &opts, false, p.as_ref()) {
+        Ok(_) => Ok(()),
+        // Not in the store and not pullable: still "no such image", with the reason.
+        Err(e) if policy == PullPolicy::Missing => Err(rootbox_core::image::ImageError::NotFound(
+            format!("{reference} (not in the store, and pulling it failed: {e})"),
+        )
+        .into()),
+        Err(e) => Err(e.into()),
+    }
 }
