@@ -9,7 +9,7 @@
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(runtime image exec concurrent monitor unpack pull limits)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(runtime image exec concurrent monitor unpack commit pull limits)
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     pkgs=(hyperfine crun runc bubblewrap podman conmon uidmap slirp4netns passt umoci skopeo
