@@ -516,3 +516,32 @@ def test_insecure_registry_needs_tls_verify_false_or_registries_conf(rb, registr
     conf.write_text(f'[[registry]]\nlocation = "{name}:{registry.port}"\ninsecure = true\n')
     r = rb("pull", "-q", other, store=rb.new_store("fresh"), env={"CONTAINERS_REGISTRIES_CONF": str(conf)})
     assert r.rc == 0, r
+
+
+def test_built_image_pushes_and_runs_after_a_pull(rb, registry, tmp_path):
+    """Issue 8's last check: an image made by `rootbox build` (a RUN layer and an ADD layer on a
+    local base) pushes to the registry, and a fresh store pulls it and runs it."""
+    base = f"{registry.host}/built/base:1"
+    load(rb, tmp_path, unique_image("built"), base)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello.txt").write_text("hello from the context\n")
+    (ctx / "Dockerfile").write_text(
+        f"FROM {base}\nWORKDIR /app\nADD hello.txt /app/\n"
+        "RUN echo built-by-run > /app/run.txt\nENV WHO=registry\n"
+        'CMD ["sh", "-c", "cat /app/hello.txt /app/run.txt; echo $WHO"]\n')
+    ref = f"{registry.host}/built/app:1"
+    r = rb("build", "-t", ref, ctx)
+    assert r.rc == 0, r
+    built = inspect(rb, ref)
+    r = rb("push", ref)
+    assert r.rc == 0, r
+    fresh = rb.new_store("fresh")
+    r = rb("pull", ref, store=fresh)
+    assert r.rc == 0, r
+    pulled = inspect(rb, ref, store=fresh)
+    assert pulled["Id"] == built["Id"]
+    assert pulled["RootFS"]["Layers"] == built["RootFS"]["Layers"]
+    r = rb("run", "--rm", ref, store=fresh)
+    assert r.rc == 0, r
+    assert r.out.splitlines() == ["hello from the context", "built-by-run", "registry"], r
