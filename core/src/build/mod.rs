@@ -771,15 +771,7 @@ impl Builder<'_> {
                 meta = Some((
                     format!("EXPOSE {}", ports.join(" ")),
                     Box::new(move |img: &mut Img| {
-                        let e = img.cfg().entry("ExposedPorts").or_insert_with(|| json!({}));
-                        if !e.is_object() {
-                            *e = json!({});
-                        }
-                        if let Value::Object(m) = e {
-                            for p in ports {
-                                m.insert(p, json!({}));
-                            }
-                        }
+                        archive::add_to_set(img.cfg(), "ExposedPorts", ports);
                         Ok(())
                     }),
                 ));
@@ -797,15 +789,7 @@ impl Builder<'_> {
                 meta = Some((
                     format!("VOLUME {list:?}"),
                     Box::new(move |img: &mut Img| {
-                        let e = img.cfg().entry("Volumes").or_insert_with(|| json!({}));
-                        if !e.is_object() {
-                            *e = json!({});
-                        }
-                        if let Value::Object(m) = e {
-                            for v in list {
-                                m.insert(v, json!({}));
-                            }
-                        }
+                        archive::add_to_set(img.cfg(), "Volumes", list);
                         Ok(())
                     }),
                 ));

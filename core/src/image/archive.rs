@@ -597,6 +597,25 @@ fn parse_words(s: &str) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), t.to_string()]
 }
 
+/// Adds `items` as keys (with `{}` values) of the set-like object `key` of a config's `config`
+/// object (`ExposedPorts`, `Volumes`), making it an object first when it is missing or not one.
+pub fn add_to_set(
+    cfg: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    items: impl IntoIterator<Item = String>,
+) {
+    use serde_json::{json, Value};
+    let e = cfg.entry(key).or_insert_with(|| json!({}));
+    if !e.is_object() {
+        *e = json!({});
+    }
+    if let Value::Object(m) = e {
+        for i in items {
+            m.insert(i, json!({}));
+        }
+    }
+}
+
 /// Applies Dockerfile-like `--change` lines (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE,
 /// LABEL, STOPSIGNAL, VOLUME) to a config's `config` object.
 pub fn apply_changes(
@@ -642,30 +661,22 @@ pub fn apply_changes(
                 cfg.insert("StopSignal".into(), json!(rest));
             }
             "EXPOSE" => {
-                let ports = cfg.entry("ExposedPorts").or_insert_with(|| json!({}));
-                for p in rest.split_whitespace() {
-                    let p = if p.contains('/') {
+                let ports = rest.split_whitespace().map(|p| {
+                    if p.contains('/') {
                         p.to_string()
                     } else {
                         format!("{p}/tcp")
-                    };
-                    if let Value::Object(m) = ports {
-                        m.insert(p, json!({}));
                     }
-                }
+                });
+                add_to_set(cfg, "ExposedPorts", ports);
             }
             "VOLUME" => {
-                let vols = cfg.entry("Volumes").or_insert_with(|| json!({}));
                 let list: Vec<String> = if rest.starts_with('[') {
                     serde_json::from_str(rest).map_err(|_| bad("bad JSON list"))?
                 } else {
                     rest.split_whitespace().map(String::from).collect()
                 };
-                for v in list {
-                    if let Value::Object(m) = vols {
-                        m.insert(v, json!({}));
-                    }
-                }
+                add_to_set(cfg, "Volumes", list);
             }
             "LABEL" => {
                 let (k, v) = rest

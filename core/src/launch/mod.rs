@@ -318,11 +318,12 @@ fn child_error(errors: &ErrorContext, m: sync::Msg) -> LaunchError {
 }
 
 /// Blocks every signal in the calling thread until dropped, so the child starts with all
-/// signals blocked and none of the host's handlers can run in it before exec.
-struct SignalsBlocked(libc::sigset_t);
+/// signals blocked and none of the host's handlers can run in it before exec. (The network
+/// helpers' clone uses it too.)
+pub(crate) struct SignalsBlocked(libc::sigset_t);
 
 impl SignalsBlocked {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // SAFETY: sigset operations on local sets; pthread_sigmask affects only this thread.
         unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();

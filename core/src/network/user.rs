@@ -410,30 +410,6 @@ pub fn namespace_paths(net: &Network) -> (PathBuf, PathBuf) {
     (base.join("user"), base.join("net"))
 }
 
-/// Blocks every signal in the calling thread until dropped (the clone below must not run any
-/// of the host's signal handlers).
-struct SignalsBlocked(libc::sigset_t);
-
-impl SignalsBlocked {
-    fn new() -> Self {
-        // SAFETY: sigset operations on local sets; pthread_sigmask affects only this thread.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            SignalsBlocked(old)
-        }
-    }
-}
-
-impl Drop for SignalsBlocked {
-    fn drop(&mut self) {
-        // SAFETY: restoring the mask saved in `new`.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
-    }
-}
-
 /// Runs in the forked processes of [`spawn_infra`]: system calls only.
 fn infra_child(sync_fd: i32) -> ! {
     // SAFETY: system calls on our own process; every path ends in _exit.
@@ -495,7 +471,7 @@ fn spawn_infra() -> Result<(i32, Option<u64>), NetworkError> {
     let (uids, gids) = idmap::mappings(IdMapMode::Auto).map_err(|e| fail(e.to_string()))?;
     let (parent_sock, child_sock) = sync::pair().map_err(|e| fail(format!("socketpair: {e}")))?;
     let child_fd = child_sock.as_raw_fd();
-    let blocked = SignalsBlocked::new();
+    let blocked = crate::launch::SignalsBlocked::new();
     // SAFETY: the child runs only system calls (infra_child) and never returns.
     let r = unsafe { sys::clone_legacy(0) };
     let middle = match r {
