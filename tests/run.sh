@@ -39,11 +39,14 @@ declare -a SUMMARY=()
 FAILED=0
 
 step() { printf '\n==== %s ====\n' "$*"; }
-record() { # record NAME RC
+STEP_START=$SECONDS
+record() { # record NAME RC: with the seconds since the previous record (the CI budget)
+    local took=$((SECONDS - STEP_START))
+    STEP_START=$SECONDS
     if [ "$2" -eq 0 ]; then
-        SUMMARY+=("PASS  $1")
+        SUMMARY+=("PASS  $1 [${took}s]")
     else
-        SUMMARY+=("FAIL  $1 (exit $2)")
+        SUMMARY+=("FAIL  $1 (exit $2) [${took}s]")
         FAILED=1
     fi
 }
@@ -58,6 +61,7 @@ run_step() { # run_step NAME CMD... : run, record, never abort
 summary() {
     printf '\n==== summary ====\n'
     printf '%s\n' "${SUMMARY[@]}"
+    printf 'total %dm%02ds\n' $((SECONDS / 60)) $((SECONDS % 60))
 }
 die() {
     echo "run.sh: $*" >&2
