@@ -268,6 +268,22 @@ ENTRYPOINT ["/bin/sh", "-c"]
     assert not c.get("Cmd"), "ENTRYPOINT resets the base image's CMD"
 
 
+
+def test_run_step_keeps_the_image_config(rb, tmp_path):
+    # A RUN step's layer is committed without the step's command or build args becoming the
+    # image's (unlike `rootbox commit`, which records the container's own config).
+    ctx = app_context(tmp_path, """FROM test/busybox:1
+ARG TOKEN=abc
+CMD ["cat", "/ran"]
+RUN echo ran > /ran
+""")
+    ok(rb("build", "-t", "keeps", str(ctx)))
+    data = json.loads(ok(rb("image", "inspect", "keeps")).out)
+    c = (data[0] if isinstance(data, list) else data)["Config"]
+    assert c["Cmd"] == ["cat", "/ran"] and not c.get("Entrypoint"), c
+    assert not any(e.startswith("TOKEN=") for e in c.get("Env") or []), c
+    assert ok(rb("run", "--rm", "keeps")).out == "ran\n"
+
 def test_copy_chown_chmod_and_add_extracts_tarballs(rb, tmp_path):
     ctx = app_context(tmp_path, """FROM test/busybox:1
 COPY --chown=app:app --chmod=640 greeting.txt /home/app/

@@ -218,6 +218,24 @@ def test_commit_change_untagged_and_errors(rb):
     assert r.rc != 0 and "Bad Name" in r.err, r
 
 
+def test_commit_records_the_containers_command_env_workdir_and_user(rb):
+    # As `docker commit`: the new image runs what the container ran, with its -e, -w and -u
+    # (a -e of a variable the image sets replaces it); -c changes still win.
+    script = 'echo "$GREETING from $(pwd) as $(id -u) with $PATH"'
+    finished(rb, "cfg", "-e", "GREETING=hello", "-e", "PATH=/bin:/usr/bin", "-w", "/tmp",
+             "-u", "1000:1000", script=script)
+    ok(rb("commit", "cfg", "test/cfg:1"))
+    cfg = image_docs(rb.store, "test/cfg:1")[1]["config"]
+    assert cfg["Cmd"] == ["sh", "-c", script], cfg
+    assert "GREETING=hello" in cfg["Env"] and [e for e in cfg["Env"] if e.startswith("PATH=")] == ["PATH=/bin:/usr/bin"], cfg
+    assert cfg["WorkingDir"] == "/tmp" and cfg["User"] == "1000:1000", cfg
+    assert ok(rb("run", "--rm", "test/cfg:1")).out == "hello from /tmp as 1000 with /bin:/usr/bin\n"
+    ok(rb("commit", "-c", 'CMD ["echo", "changed"]', "-c", "USER 0", "cfg", "test/cfg:2"))
+    cfg = image_docs(rb.store, "test/cfg:2")[1]["config"]
+    assert cfg["Cmd"] == ["echo", "changed"] and cfg["User"] == "0" and "GREETING=hello" in cfg["Env"], cfg
+    assert ok(rb("run", "--rm", "test/cfg:2")).out == "changed\n"
+
+
 def test_commit_running_container_and_volume_mount_points(rb):
     ok(rb("run", "-d", "--name", "live", "-v", "named:/data", "-v", "/scratch", REF, "sh", "-c",
           "echo secret > /data/s; echo anon > /scratch/a; echo mine > /mine; touch /ready; sleep 1000"))

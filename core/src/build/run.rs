@@ -174,7 +174,7 @@ pub(super) fn run_step(
         }
         .into());
     }
-    let committed = commit::commit(
+    let committed = commit::commit_layer(
         &root,
         &b.dirs.store,
         &cid,

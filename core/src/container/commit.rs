@@ -201,12 +201,35 @@ impl Drop for Frozen {
     }
 }
 
-/// `commit`: the container's writable layer as a new image.
+/// `commit`: the container's writable layer as a new image whose config is the container's
+/// own (command, environment, working directory, user: see [`Store::set_run_config`]) with
+/// `opts.changes` applied, as `docker commit` makes it.
 pub fn commit(
     root: &StateRoot,
     store_root: &Path,
     reference: &str,
     opts: &CommitOptions,
+) -> Result<Committed, Error> {
+    commit_with(root, store_root, reference, opts, true)
+}
+
+/// [`commit`] keeping the base image's config as it is (plus `opts.changes`): a build's RUN
+/// step, whose container ran the step's command, not the image's.
+pub(crate) fn commit_layer(
+    root: &StateRoot,
+    store_root: &Path,
+    reference: &str,
+    opts: &CommitOptions,
+) -> Result<Committed, Error> {
+    commit_with(root, store_root, reference, opts, false)
+}
+
+fn commit_with(
+    root: &StateRoot,
+    store_root: &Path,
+    reference: &str,
+    opts: &CommitOptions,
+    container_config: bool,
 ) -> Result<Committed, Error> {
     let c = manage::lookup(root, reference)?;
     let names = match &opts.reference {
@@ -312,6 +335,15 @@ pub fn commit(
         *cfg = json!({});
     }
     if let Value::Object(m) = cfg {
+        // As Docker: the container's own command, environment, directory and user.
+        if let (true, Some(Value::Object(run))) = (container_config, &rec.run_config) {
+            for (k, v) in run {
+                match v {
+                    Value::Null => m.remove(k),
+                    v => m.insert(k.clone(), v.clone()),
+                };
+            }
+        }
         archive::apply_changes(m, &opts.changes)?;
     }
     let rootfs = obj

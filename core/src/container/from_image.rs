@@ -59,6 +59,7 @@ pub fn prepare(
             req.entrypoint,
             opts,
         )?;
+        store.set_run_config(id, &applied.container_config)?;
         opts.rootfs = merged;
         opts.rootfs_layers = Some(Layers {
             lower: prep.layers.clone(),

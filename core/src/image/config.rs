@@ -147,6 +147,10 @@ pub struct Applied {
     pub volumes: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub stop_signal: Option<String>,
+    /// The container's own config in the image config's terms (`Entrypoint`, `Cmd`, `Env`,
+    /// `WorkingDir`, `User`: the image's with the user's run options applied), what `commit`
+    /// records in the new image as Docker does.
+    pub container_config: serde_json::Value,
 }
 
 /// Docker's choice of the process args.
@@ -312,6 +316,7 @@ pub fn apply(
     let empty = oci_spec::image::Config::default();
     let c = cfg.config().as_ref().unwrap_or(&empty);
     let none: Vec<String> = Vec::new();
+    let container_config = container_config(c, entrypoint, opts);
     opts.args = command(
         c.entrypoint().as_ref().unwrap_or(&none),
         c.cmd().as_ref().unwrap_or(&none),
@@ -353,6 +358,54 @@ pub fn apply(
         volumes: c.volumes().clone().unwrap_or_default(),
         labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
         stop_signal: c.stop_signal().clone(),
+        container_config,
+    })
+}
+
+/// The image config `c` as the run options change it, before the image's defaults are
+/// resolved (the user's `-u` stays a name, no `HOME` is added): `Entrypoint` and `Cmd` as
+/// [`command`] combines them, `Env` with the user's `-e` replacing the image's variable of the
+/// same name, `WorkingDir` and `User`.
+fn container_config(
+    c: &oci_spec::image::Config,
+    entrypoint: Option<&str>,
+    opts: &RunOptions,
+) -> serde_json::Value {
+    let (ep, cmd): (Vec<String>, Vec<String>) = match entrypoint {
+        Some("") => (Vec::new(), opts.args.clone()),
+        Some(e) => (vec![e.to_string()], opts.args.clone()),
+        None => (
+            c.entrypoint().clone().unwrap_or_default(),
+            if opts.args.is_empty() {
+                c.cmd().clone().unwrap_or_default()
+            } else {
+                opts.args.clone()
+            },
+        ),
+    };
+    let mut env: Vec<String> = Vec::new();
+    for e in c.env().iter().flatten().chain(opts.env.iter()) {
+        let key = e.split('=').next().unwrap_or(e);
+        env.retain(|old| old.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(v)
+        }
+    };
+    let text = |v: Option<String>| match v.filter(|s| !s.is_empty()) {
+        Some(s) => serde_json::json!(s),
+        None => serde_json::Value::Null,
+    };
+    serde_json::json!({
+        "Entrypoint": list(ep),
+        "Cmd": list(cmd),
+        "Env": list(env),
+        "WorkingDir": text(opts.cwd.clone().or_else(|| c.working_dir().clone())),
+        "User": text(opts.user.clone().or_else(|| c.user().clone())),
     })
 }
 

@@ -214,6 +214,10 @@ pub struct ContainerImage {
     pub name: Option<String>,
     pub diff_ids: Vec<Digest>,
     pub mapping: String,
+    /// The container's config in image-config terms (see `config::Applied::container_config`),
+    /// the base of what `commit` records; absent for records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_config: Option<serde_json::Value>,
 }
 
 /// `meta.json` of an unpacked layer.
@@ -1350,10 +1354,26 @@ impl Store {
             name: img.names.first().map(Reference::familiar),
             diff_ids: img.diff_ids()?,
             mapping: mapping_key(uids, gids),
+            run_config: None,
         };
         let bytes = serde_json::to_vec_pretty(&rec)
             .map_err(|e| ImageError::format("container record", e.to_string()))?;
         write_atomic(&d.join("image"), &bytes)
+    }
+
+    /// Adds the container's run config to its record (made by [`Store::mark_in_use`]).
+    pub fn set_run_config(&self, id: &str, run_config: &serde_json::Value) -> Result<()> {
+        let path = self.container_dir(id)?.join("image");
+        let bytes = std::fs::read(&path).map_err(|e| ImageError::io("cannot read", &path, e))?;
+        let mut rec: ContainerImage =
+            serde_json::from_slice(&bytes).map_err(|e| ImageError::Corrupt {
+                what: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        rec.run_config = Some(run_config.clone());
+        let bytes = serde_json::to_vec_pretty(&rec)
+            .map_err(|e| ImageError::format("container record", e.to_string()))?;
+        write_atomic(&path, &bytes)
     }
 
     /// Removes everything of a container in the store (its upper dir may hold files owned by
