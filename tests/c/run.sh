@@ -8,7 +8,7 @@
 #     a static link against libcontainer.a
 #   - test_registry: push, pull into a fresh store, run; credentials and CAs in the options;
 #     against two docker-registry servers on 127.0.0.1 (registry.sh: plain HTTP, and TLS with
-#     htpasswd auth), stopped at the end
+#     htpasswd auth), stopped at the end; the example pull_and_run against the first
 #   - test_errors again under valgrind (every call up to a container's launch): no leak, no
 #     invalid access, no use of uninitialised memory (valgrind.supp: what is suppressed, why)
 # Usage: tests/c/run.sh PREFIX [BUSYBOX_ROOTFS]   (rootfs default: $ROOTBOX_BUSYBOX_ROOTFS)
@@ -119,6 +119,28 @@ if build test_registry; then
             XDG_RUNTIME_DIR="$work/registry-xdg" RB_REGISTRY="$RB_REGISTRY" \
             RB_TLS_REGISTRY="$RB_TLS_REGISTRY" RB_TLS_CERTS="$work/registry-tls/certs" \
             RB_REG_USER="$reg_user" RB_REG_PASSWORD="$reg_password" RB_CLOSED_PORT="$RB_CLOSED_PORT"
+        # The pull example, into a fresh default store, from what test_registry pushed.
+        ex=$here/../../examples/c/pull_and_run.c
+        if "$CC" -std=c99 -Wall -Wextra -Werror "$ex" -o "$work/pull_and_run" $pc_cflags "${LIBS[@]}"; then
+            install -d -m 0700 "$work/pull-xdg"
+            ex_env=(env -u REGISTRY_USER -u REGISTRY_PASSWORD XDG_RUNTIME_DIR="$work/pull-xdg"
+                ROOTBOX_ROOT="$work/pull-store" HOME="$work/registry-home")
+            rc=0
+            "${ex_env[@]}" "$work/pull_and_run" "$RB_REGISTRY/ctest/busybox:1" echo hello from the registry \
+                >"$work/pull.out" 2>"$work/pull.err" || rc=$?
+            rc2=0
+            "${ex_env[@]}" "$work/pull_and_run" "$RB_REGISTRY/ctest/nosuch:1" \
+                >"$work/pull2.out" 2>"$work/pull2.err" || rc2=$?
+            if [ "$rc" -eq 0 ] && grep -q '^pulled .* as sha256:' "$work/pull.out" \
+                && grep -qx 'hello from the registry' "$work/pull.out" && [ "$rc2" -eq 125 ] \
+                && grep -q 'ROOTBOX_ERROR_IMAGE_NOT_FOUND: .*ctest/nosuch:1' "$work/pull2.err"; then
+                pass "example pull_and_run: $(tail -1 "$work/pull.out"); unknown image: exit $rc2"
+            else
+                fail "example pull_and_run (exit $rc, $rc2): $(cat "$work"/pull.out "$work"/pull.err "$work"/pull2.*)"
+            fi
+        else
+            fail "example pull_and_run does not compile"
+        fi
     else
         fail "test_registry: the registries did not start"
     fi
