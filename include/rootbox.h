@@ -42,7 +42,8 @@ typedef enum rootbox_status_t {
      */
     ROOTBOX_ERROR_NOT_FOUND = 3,
     /**
-     * No such image in the store.
+     * No such image: not in the store, or (`rootbox_image_pull`) not in the registry (no such
+     * repository, tag or digest there).
      */
     ROOTBOX_ERROR_IMAGE_NOT_FOUND = 4,
     /**
@@ -74,6 +75,12 @@ typedef enum rootbox_status_t {
      * A bug inside rootbox (a Rust panic), caught at the boundary; the library stays usable.
      */
     ROOTBOX_ERROR_PANIC = 11,
+    /**
+     * A registry could not be used for a pull or push: unreachable (connection refused, DNS,
+     * timeout), a TLS failure, credentials missing or refused, a corrupt blob, or anything
+     * else the registry said (the message names the reference, the registry and the reason).
+     */
+    ROOTBOX_ERROR_REGISTRY = 12,
 } rootbox_status_t;
 
 /**
@@ -284,6 +291,93 @@ typedef struct rootbox_commit_options_t {
      */
     bool no_pause;
 } rootbox_commit_options_t;
+
+/**
+ * Options of `rootbox_image_pull`; NULL means all defaults. Zero-initialise (`= {0}` /
+ * `memset`), set `struct_size` to `sizeof(rootbox_pull_options_t)`, then what you need.
+ */
+typedef struct rootbox_pull_options_t {
+    /**
+     * `sizeof(rootbox_pull_options_t)`.
+     */
+    size_t struct_size;
+    /**
+     * User name for the registry (as `rootbox pull --creds USER:PASSWORD`): used instead of
+     * stored credentials for this call only, never written anywhere. NULL: the credentials
+     * `rootbox login` stored for the registry (see `authfile`), else anonymous.
+     */
+    const char *username;
+    /**
+     * The password for `username` (NULL: empty). Only with `username`.
+     */
+    const char *password;
+    /**
+     * Credentials file to read (`--authfile`), never written by a pull. NULL: the first of
+     * `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+     * `~/.config/containers/auth.json`, `~/.docker/config.json` with an entry for the registry.
+     */
+    const char *authfile;
+    /**
+     * Directory of CA certificates (`*.crt`) to trust for the registry (`--cert-dir`). NULL:
+     * `$ROOTBOX_CERT_DIR`, else `~/.config/containers/certs.d/HOST:PORT/`,
+     * `/etc/containers/certs.d/HOST:PORT/`, `/etc/docker/certs.d/HOST:PORT/`.
+     */
+    const char *cert_dir;
+    /**
+     * The platform to pick from a multi-arch image, "OS/ARCH[/VARIANT]" (`--platform`); NULL:
+     * linux and this machine's architecture.
+     */
+    const char *platform;
+    /**
+     * Blobs transferred in parallel (`--jobs`); 0: 3.
+     */
+    size_t jobs;
+    /**
+     * Do not verify the registry's certificate, and fall back to plain HTTP
+     * (`--tls-verify=false`). Without it a registry is HTTPS and verified, unless
+     * `registries.conf` lists it `insecure = true`; `localhost` and 127.0.0.0/8 may always be
+     * plain HTTP.
+     */
+    bool insecure;
+} rootbox_pull_options_t;
+
+/**
+ * Options of `rootbox_image_push`; NULL means all defaults. Zero-initialise, set
+ * `struct_size` to `sizeof(rootbox_push_options_t)`. The fields mean what they mean in
+ * `rootbox_pull_options_t`.
+ */
+typedef struct rootbox_push_options_t {
+    /**
+     * `sizeof(rootbox_push_options_t)`.
+     */
+    size_t struct_size;
+    /**
+     * User name for the registry, for this call only (never written anywhere); NULL: stored
+     * credentials, else anonymous.
+     */
+    const char *username;
+    /**
+     * The password for `username` (NULL: empty).
+     */
+    const char *password;
+    /**
+     * Credentials file to read (never written by a push); NULL: the default places.
+     */
+    const char *authfile;
+    /**
+     * Directory of CA certificates (`*.crt`) to trust; NULL: `$ROOTBOX_CERT_DIR`, else the
+     * `certs.d` directories.
+     */
+    const char *cert_dir;
+    /**
+     * Blobs transferred in parallel; 0: 3.
+     */
+    size_t jobs;
+    /**
+     * Do not verify the registry's certificate, and fall back to plain HTTP.
+     */
+    bool insecure;
+} rootbox_push_options_t;
 
 /**
  * Options of `rootbox_runtime_new`. Zero-initialise it, set `struct_size`, then what you need.
@@ -554,6 +648,43 @@ enum rootbox_status_t rootbox_image_import(const struct rootbox_runtime_t *runti
 enum rootbox_status_t rootbox_image_load(const struct rootbox_runtime_t *runtime,
                                          const char *archive_path,
                                          char **loaded_json,
+                                         struct rootbox_error_t **err);
+
+/**
+ * Pulls an image from a registry into the store (like `rootbox pull -q`): the manifest (for a
+ * multi-arch index, the one for `options->platform`), the config and the layers, each checked
+ * against its digest before it enters the store, then unpacked. `reference` is
+ * "[REGISTRY/]NAME[:TAG|@DIGEST]" ("127.0.0.1:5000/team/app:1"; no registry: docker.io).
+ * `options` may be NULL. When `out` is not NULL, `*out` is the pulled image (free it with
+ * `rootbox_image_free`). Nothing is printed. Errors: a bad reference is
+ * ROOTBOX_ERROR_INVALID_ARGUMENT; no such repository, tag or digest in the registry is
+ * ROOTBOX_ERROR_IMAGE_NOT_FOUND; an unreachable registry, a TLS failure or refused
+ * credentials are ROOTBOX_ERROR_REGISTRY. Credentials given in `options` are used for this
+ * call only and never stored.
+ */
+enum rootbox_status_t rootbox_image_pull(const struct rootbox_runtime_t *runtime,
+                                         const char *reference,
+                                         const struct rootbox_pull_options_t *options,
+                                         struct rootbox_image_t **out,
+                                         struct rootbox_error_t **err);
+
+/**
+ * Pushes the image `source` (a name or id in the store) to a registry (like `rootbox push`):
+ * the blobs the registry lacks (a blob it has is skipped), then the manifest. `destination`
+ * is "[REGISTRY/]NAME[:TAG]" ("127.0.0.1:5000/team/app:1"); NULL pushes to `source` taken as
+ * a reference (which must then be one of the image's names). `options` may be NULL. When
+ * `digest` is not NULL, `*digest` is the pushed manifest's digest ("sha256:...", free it with
+ * `rootbox_string_free`): the image can be pulled back as `NAME@DIGEST`. Nothing is printed.
+ * Errors: no such image in the store is ROOTBOX_ERROR_IMAGE_NOT_FOUND; a bad reference is
+ * ROOTBOX_ERROR_INVALID_ARGUMENT; an unreachable registry, a TLS failure or refused
+ * credentials are ROOTBOX_ERROR_REGISTRY. Credentials given in `options` are used for this
+ * call only and never stored.
+ */
+enum rootbox_status_t rootbox_image_push(const struct rootbox_runtime_t *runtime,
+                                         const char *source,
+                                         const char *destination,
+                                         const struct rootbox_push_options_t *options,
+                                         char **digest,
                                          struct rootbox_error_t **err);
 
 /**

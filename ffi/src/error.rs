@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use rootbox_core::cgroup::CgroupError;
 use rootbox_core::container::commit::CommitError;
 use rootbox_core::container::StateError;
+use rootbox_core::image::registry::{Problem, RegistryError};
 use rootbox_core::image::ImageError;
 use rootbox_core::Error;
 
@@ -24,7 +25,8 @@ pub enum rootbox_status_t {
     ROOTBOX_ERROR_INVALID_CONFIG = 2,
     /// No such container.
     ROOTBOX_ERROR_NOT_FOUND = 3,
-    /// No such image in the store.
+    /// No such image: not in the store, or (`rootbox_image_pull`) not in the registry (no such
+    /// repository, tag or digest there).
     ROOTBOX_ERROR_IMAGE_NOT_FOUND = 4,
     /// The container is not in a state that allows the operation (e.g. kill of a stopped one).
     ROOTBOX_ERROR_WRONG_STATE = 5,
@@ -41,6 +43,10 @@ pub enum rootbox_status_t {
     ROOTBOX_ERROR_OTHER = 10,
     /// A bug inside rootbox (a Rust panic), caught at the boundary; the library stays usable.
     ROOTBOX_ERROR_PANIC = 11,
+    /// A registry could not be used for a pull or push: unreachable (connection refused, DNS,
+    /// timeout), a TLS failure, credentials missing or refused, a corrupt blob, or anything
+    /// else the registry said (the message names the reference, the registry and the reason).
+    ROOTBOX_ERROR_REGISTRY = 12,
 }
 
 pub use rootbox_status_t::*;
@@ -102,7 +108,37 @@ impl Failure {
     }
 }
 
+fn image_status(e: &ImageError) -> Option<rootbox_status_t> {
+    Some(match e {
+        ImageError::NotFound(_) => ROOTBOX_ERROR_IMAGE_NOT_FOUND,
+        ImageError::BadReference { .. } | ImageError::BadDigest { .. } => {
+            ROOTBOX_ERROR_INVALID_ARGUMENT
+        }
+        ImageError::Conflict(_) => ROOTBOX_ERROR_EXISTS,
+        ImageError::Config(_) => ROOTBOX_ERROR_INVALID_CONFIG,
+        _ => return None,
+    })
+}
+
+fn registry_status(e: &RegistryError) -> Option<rootbox_status_t> {
+    Some(match e {
+        RegistryError::Image(i) => return image_status(i),
+        RegistryError::Config(_) => ROOTBOX_ERROR_INVALID_CONFIG,
+        RegistryError::Failed { problem, .. } => match problem {
+            Problem::UnknownImage | Problem::UnknownTag { .. } => ROOTBOX_ERROR_IMAGE_NOT_FOUND,
+            _ => ROOTBOX_ERROR_REGISTRY,
+        },
+    })
+}
+
 fn status_of(e: &Error) -> rootbox_status_t {
+    if let Some(s) = match e {
+        Error::Image(i) => image_status(i),
+        Error::Registry(r) => registry_status(r),
+        _ => None,
+    } {
+        return s;
+    }
     match e {
         Error::State(StateError::NotFound(_)) => ROOTBOX_ERROR_NOT_FOUND,
         Error::State(StateError::WrongStatus { .. }) => ROOTBOX_ERROR_WRONG_STATE,
@@ -112,12 +148,6 @@ fn status_of(e: &Error) -> rootbox_status_t {
         Error::State(
             StateError::BadId(_) | StateError::BadName(_) | StateError::Ambiguous { .. },
         ) => ROOTBOX_ERROR_INVALID_ARGUMENT,
-        Error::Image(ImageError::NotFound(_)) => ROOTBOX_ERROR_IMAGE_NOT_FOUND,
-        Error::Image(ImageError::BadReference { .. } | ImageError::BadDigest { .. }) => {
-            ROOTBOX_ERROR_INVALID_ARGUMENT
-        }
-        Error::Image(ImageError::Conflict(_)) => ROOTBOX_ERROR_EXISTS,
-        Error::Image(ImageError::Config(_)) => ROOTBOX_ERROR_INVALID_CONFIG,
         Error::Spec(_) | Error::IdMap(_) => ROOTBOX_ERROR_INVALID_CONFIG,
         Error::Launch(_) => ROOTBOX_ERROR_LAUNCH,
         Error::Cgroup(CgroupError::BadLimit { .. } | CgroupError::Invalid(_)) => {
@@ -155,6 +185,7 @@ from_core!(
     ImageError,
     StateError,
     CgroupError,
+    RegistryError,
     rootbox_core::container::ContainerError,
     rootbox_core::spec::SpecError
 );
@@ -255,6 +286,7 @@ pub extern "C" fn rootbox_status_name(status: c_int) -> *const c_char {
         9 => c"ROOTBOX_ERROR_SYSTEM",
         10 => c"ROOTBOX_ERROR_OTHER",
         11 => c"ROOTBOX_ERROR_PANIC",
+        12 => c"ROOTBOX_ERROR_REGISTRY",
         _ => c"ROOTBOX_UNKNOWN_STATUS",
     };
     s.as_ptr()

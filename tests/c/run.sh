@@ -6,6 +6,9 @@
 #   - the header compiles as C99 and C++ (-pedantic -Werror) and can be included twice
 #   - test_errors, test_lifecycle, test_run, test_threads (8 threads at once), the example,
 #     a static link against libcontainer.a
+#   - test_registry: push, pull into a fresh store, run; credentials and CAs in the options;
+#     against two docker-registry servers on 127.0.0.1 (registry.sh: plain HTTP, and TLS with
+#     htpasswd auth), stopped at the end; the example pull_and_run against the first
 #   - test_errors again under valgrind (every call up to a container's launch): no leak, no
 #     invalid access, no use of uninitialised memory (valgrind.supp: what is suppressed, why)
 # Usage: tests/c/run.sh PREFIX [BUSYBOX_ROOTFS]   (rootfs default: $ROOTBOX_BUSYBOX_ROOTFS)
@@ -24,6 +27,10 @@ lib=$prefix/lib
 work=$(mktemp -d "${TMPDIR:-/tmp}/rootbox-ctest.XXXXXX")
 failed=0
 cleanup() {
+    local pidfile
+    for pidfile in "$work"/registry-*/pid; do
+        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
     rm -rf "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -99,6 +106,53 @@ for t in test_errors test_lifecycle test_run test_threads; do
         fail "$t does not compile"
     fi
 done
+
+# --- registries: push, pull, run ----------------------------------------------------------------
+if build test_registry; then
+    reg_user=ctest reg_password="c-api-pw-$$"
+    if RB_REGISTRY=$("$here/registry.sh" "$work/registry-plain") \
+        && RB_TLS_REGISTRY=$("$here/registry.sh" "$work/registry-tls" --tls "$reg_user" "$reg_password") \
+        && RB_CLOSED_PORT=$("$here/registry.sh" --free-port); then
+        install -d -m 0700 "$work/registry-home" "$work/registry-xdg"
+        run_test test_registry env -u XDG_CONFIG_HOME -u REGISTRY_AUTH_FILE -u ROOTBOX_CERT_DIR \
+            -u CONTAINERS_REGISTRIES_CONF HOME="$work/registry-home" \
+            XDG_RUNTIME_DIR="$work/registry-xdg" RB_REGISTRY="$RB_REGISTRY" \
+            RB_TLS_REGISTRY="$RB_TLS_REGISTRY" RB_TLS_CERTS="$work/registry-tls/certs" \
+            RB_REG_USER="$reg_user" RB_REG_PASSWORD="$reg_password" RB_CLOSED_PORT="$RB_CLOSED_PORT"
+        # The pull example, into a fresh default store, from what test_registry pushed.
+        ex=$here/../../examples/c/pull_and_run.c
+        if "$CC" -std=c99 -Wall -Wextra -Werror "$ex" -o "$work/pull_and_run" $pc_cflags "${LIBS[@]}"; then
+            install -d -m 0700 "$work/pull-xdg"
+            ex_env=(env -u REGISTRY_USER -u REGISTRY_PASSWORD XDG_RUNTIME_DIR="$work/pull-xdg"
+                ROOTBOX_ROOT="$work/pull-store" HOME="$work/registry-home")
+            rc=0
+            "${ex_env[@]}" "$work/pull_and_run" "$RB_REGISTRY/ctest/busybox:1" echo hello from the registry \
+                >"$work/pull.out" 2>"$work/pull.err" || rc=$?
+            rc2=0
+            "${ex_env[@]}" "$work/pull_and_run" "$RB_REGISTRY/ctest/nosuch:1" \
+                >"$work/pull2.out" 2>"$work/pull2.err" || rc2=$?
+            if [ "$rc" -eq 0 ] && grep -q '^pulled .* as sha256:' "$work/pull.out" \
+                && grep -qx 'hello from the registry' "$work/pull.out" && [ "$rc2" -eq 125 ] \
+                && grep -q 'ROOTBOX_ERROR_IMAGE_NOT_FOUND: .*ctest/nosuch:1' "$work/pull2.err"; then
+                pass "example pull_and_run: $(tail -1 "$work/pull.out"); unknown image: exit $rc2"
+            else
+                fail "example pull_and_run (exit $rc, $rc2): $(cat "$work"/pull.out "$work"/pull.err "$work"/pull2.*)"
+            fi
+        else
+            fail "example pull_and_run does not compile"
+        fi
+    else
+        fail "test_registry: the registries did not start"
+    fi
+    for r in plain tls; do
+        if [ -f "$work/registry-$r/pid" ]; then
+            kill "$(cat "$work/registry-$r/pid")" 2>/dev/null || true
+            rm -f "$work/registry-$r/pid"
+        fi
+    done
+else
+    fail "test_registry does not compile"
+fi
 
 # --- under valgrind ------------------------------------------------------------------------------
 if [ "${ROOTBOX_SKIP_VALGRIND:-0}" != 1 ]; then

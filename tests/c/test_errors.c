@@ -51,7 +51,13 @@ int main(void) {
           "target is NULL");
     FAILS(rootbox_image_inspect(NULL, &json, &err), err, ROOTBOX_ERROR_INVALID_ARGUMENT,
           "image is NULL");
-    CHECK(json == NULL && c == NULL && out == NULL);
+    FAILS(rootbox_image_pull(NULL, "x:y", NULL, &img, &err), err, ROOTBOX_ERROR_INVALID_ARGUMENT,
+          "runtime is NULL");
+    FAILS(rootbox_image_pull(rt, NULL, NULL, &img, &err), err, ROOTBOX_ERROR_INVALID_ARGUMENT,
+          "reference is NULL");
+    FAILS(rootbox_image_push(rt, NULL, "x:y", NULL, &json, &err), err,
+          ROOTBOX_ERROR_INVALID_ARGUMENT, "source is NULL");
+    CHECK(json == NULL && c == NULL && out == NULL && img == NULL);
 
     /* Accessors and frees accept NULL. */
     CHECK(rootbox_container_id(NULL) == NULL && rootbox_image_id(NULL) == NULL);
@@ -107,7 +113,12 @@ int main(void) {
           ROOTBOX_ERROR_NOT_FOUND, "no-such-container");
     FAILS(rootbox_image_import(rt, "/no/such.tar", "x:y", NULL, &err), err, ROOTBOX_ERROR_SYSTEM,
           "/no/such.tar");
-    CHECK(c == NULL && out == NULL && img == NULL);
+    /* Pull and push fail on these before any network. */
+    FAILS(rootbox_image_pull(rt, "Bad Reference!", NULL, &img, &err), err,
+          ROOTBOX_ERROR_INVALID_ARGUMENT, "Bad Reference!");
+    FAILS(rootbox_image_push(rt, "nosuch/image:1", "127.0.0.1:1/x:1", NULL, &json, &err), err,
+          ROOTBOX_ERROR_IMAGE_NOT_FOUND, "nosuch/image:1");
+    CHECK(c == NULL && out == NULL && img == NULL && json == NULL);
 
     /* Bad values, each named. */
     o = test_options(cmd);
