@@ -69,6 +69,10 @@ def rb(bins, tmp_path, xdg_runtime_dir, archive):
     yield call
     for cid in call("ps", "-aq", "--no-trunc").out.split():
         call("rm", "-f", cid)
+    # Layers hold files of subordinate ids, which only rootbox can remove (in the user
+    # namespace): pytest's own clean-up of tmp_path cannot.
+    call("builder", "prune")
+    call("image", "prune", "-a")
 
 
 def ok(r):
