@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """rootbox from Python: import an image, run containers in the foreground and in the
-background, exec into one, read its logs. No daemon, no root.
+background, exec into one, read its logs, build an image from a Dockerfile, copy files in
+and out of a container. No daemon, no root.
 
     pip install .                       # from the repository's top directory
     python3 examples/python/quickstart.py ROOTFS.tar
@@ -9,7 +10,9 @@ ROOTFS.tar: any root filesystem tarball with a shell, e.g. made with
     tests/lib/mk-busybox-rootfs.sh /tmp/bb && tar -C /tmp/bb -cf /tmp/bb.tar .
 """
 
+import io
 import sys
+import tarfile
 import tempfile
 
 import rootbox
@@ -47,6 +50,27 @@ def main() -> int:
     print("exit:", c.wait()["StatusCode"])
     print("logs:", c.logs())
     c.remove()
+
+    # Build: one layer per RUN/COPY/ADD (RUN steps are rootless containers too), cached.
+    dockerfile = b"FROM example/busybox:1\nRUN echo built by a RUN step > /built.txt\nCMD [\"cat\", \"/built.txt\"]\n"
+    built, logs = client.images.build(fileobj=io.BytesIO(dockerfile), tag="example/built:1")
+    for entry in logs:
+        print("build:", entry["stream"], end="")
+    print(client.containers.run(built, remove=True))
+
+    # Files in and out of a container, as tar archives (docker cp).
+    c = client.containers.run("example/built:1", "sleep 10", detach=True)
+    chunks, stat = c.get_archive("/built.txt")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as t:
+        print("get_archive:", stat["name"], oct(stat["mode"] & 0o777), t.extractfile("built.txt").read())
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as t:
+        info = tarfile.TarInfo("note.txt")
+        info.size = 6
+        t.addfile(info, io.BytesIO(b"hello\n"))
+    c.put_archive("/tmp", data.getvalue())
+    print("put_archive:", c.exec_run("cat /tmp/note.txt").output)
+    c.remove(force=True)
     return 0
 
 

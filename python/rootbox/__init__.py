@@ -10,6 +10,7 @@ from .client import Client, from_env, run
 from .containers import Container, ContainerCollection, ExecResult, ExecStream, LogStream
 from .errors import (
     APIError,
+    BuildError,
     Conflict,
     ContainerError,
     ContainerNotFound,
@@ -49,4 +50,5 @@ __all__ = [
     "ResourceLimitUnavailable",
     "InvalidArgument",
     "ContainerError",
+    "BuildError",
 ]

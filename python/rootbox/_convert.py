@@ -245,3 +245,141 @@ def request(image: Any, command: Command, **kw: Any) -> Dict[str, Any]:
     if kw:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(kw))}")
     return req
+
+
+# ---- images: references, registries ---------------------------------------------------------
+
+def parse_repository_tag(name: str) -> Tuple[str, Optional[str]]:
+    """``repo:tag`` / ``repo@sha256:...`` -> ``(repo, tag or digest)`` (docker-py's rule: a
+    ``:`` followed by a ``/`` is a registry port, not a tag)."""
+    parts = name.rsplit("@", 1)
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    parts = name.rsplit(":", 1)
+    if len(parts) == 2 and "/" not in parts[1]:
+        return parts[0], parts[1]
+    return name, None
+
+
+def registry_key(name: str, bare: bool = False) -> str:
+    """The registry an image name refers to: ``host[:port]``, or ``docker.io`` for Docker Hub
+    names such as ``busybox`` or ``user/app``. ``bare``: ``name`` is a registry itself (as
+    ``login`` takes it: ``127.0.0.1:5000``, ``https://registry.example/v2/``)."""
+    s = name.strip()
+    explicit = bare
+    for scheme in ("https://", "http://"):
+        if s.startswith(scheme):
+            s = s[len(scheme):]
+            explicit = True
+            break
+    first, sep, _ = s.partition("/")
+    if explicit or (sep and ("." in first or ":" in first or first == "localhost")):
+        host = first
+    else:
+        host = "docker.io"
+    if host in ("index.docker.io", "registry-1.docker.io"):
+        host = "docker.io"
+    return host
+
+
+def auth_credentials(auth_config: Optional[Mapping[str, Any]]) -> Optional[Tuple[str, str]]:
+    """``(username, password)`` from docker-py's ``auth_config`` (``username``/``password``,
+    or ``auth``: base64 of ``user:password``)."""
+    if auth_config is None:
+        return None
+    if not isinstance(auth_config, Mapping):
+        raise TypeError("auth_config must be a dict like {'username': ..., 'password': ...}")
+    user = auth_config.get("username")
+    password = auth_config.get("password")
+    if user is None and auth_config.get("auth"):
+        import base64
+        import binascii
+
+        try:
+            text = base64.b64decode(str(auth_config["auth"]), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise InvalidArgument("auth_config['auth'] is not base64 of 'user:password'") from None
+        user, _, password = text.partition(":")
+    if auth_config.get("identitytoken") or auth_config.get("registrytoken"):
+        raise InvalidArgument("auth_config: identity and registry tokens are not supported; give username and password")
+    if not isinstance(user, str) or not user:
+        raise InvalidArgument("auth_config needs a non-empty 'username' (and a 'password')")
+    if password is not None and not isinstance(password, str):
+        raise TypeError("auth_config['password'] must be a string")
+    return user, password or ""
+
+
+# ---- archives -------------------------------------------------------------------------------
+
+_GO_TYPE_BITS = {
+    0o040000: 1 << 31,  # directory: ModeDir
+    0o120000: 1 << 27,  # symlink: ModeSymlink
+    0o010000: 1 << 25,  # fifo: ModeNamedPipe
+    0o140000: 1 << 24,  # socket: ModeSocket
+    0o060000: 1 << 26,  # block device: ModeDevice
+    0o020000: (1 << 26) | (1 << 21),  # character device: ModeDevice | ModeCharDevice
+}
+
+
+def go_file_mode(st_mode: int) -> int:
+    """``st_mode`` as Go's ``os.FileMode``, the ``mode`` of Docker's path stat."""
+    mode = st_mode & 0o777
+    mode |= _GO_TYPE_BITS.get(st_mode & 0o170000, 0)
+    if st_mode & 0o4000:
+        mode |= 1 << 23  # ModeSetuid
+    if st_mode & 0o2000:
+        mode |= 1 << 22  # ModeSetgid
+    if st_mode & 0o1000:
+        mode |= 1 << 20  # ModeSticky
+    return mode
+
+
+def rfc3339(seconds: int, nanoseconds: int = 0) -> str:
+    """A time as Docker's JSON has it (RFC 3339, UTC, fractional seconds without trailing zeros)."""
+    import time
+
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    frac = f".{nanoseconds:09d}".rstrip("0") if nanoseconds > 0 else ""
+    return base + frac + "Z"
+
+
+def read_data(data: Any, what: str = "data") -> bytes:
+    """Bytes from bytes, a binary file object, or an iterable of bytes chunks."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, str):
+        raise TypeError(f"{what} must be bytes or a binary file, not str")
+    read = getattr(data, "read", None)
+    if callable(read):
+        b = read()
+        if not isinstance(b, (bytes, bytearray)):
+            raise TypeError(f"{what}: the file must be opened in binary mode")
+        return bytes(b)
+    try:
+        chunks = list(data)
+    except TypeError:
+        raise TypeError(f"{what} must be bytes, a binary file or an iterable of bytes, not {type(data).__name__}") from None
+    for c in chunks:
+        if not isinstance(c, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{what}: chunks must be bytes, got {type(c).__name__}")
+    return b"".join(bytes(c) for c in chunks)
+
+
+def decompress(data: bytes, what: str = "archive") -> bytes:
+    """A tar compressed with gzip, bzip2 or xz (as Docker accepts) uncompressed; others as they are."""
+    try:
+        if data[:2] == b"\x1f\x8b":
+            import gzip
+
+            return gzip.decompress(data)
+        if data[:3] == b"BZh":
+            import bz2
+
+            return bz2.decompress(data)
+        if data[:6] == b"\xfd7zXZ\x00":
+            import lzma
+
+            return lzma.decompress(data)
+    except (OSError, EOFError, ValueError) as e:
+        raise InvalidArgument(f"{what}: cannot decompress: {e}") from None
+    return data

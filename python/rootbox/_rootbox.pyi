@@ -3,7 +3,7 @@
 import os
 from typing import Dict, List, Mapping, Optional, Tuple, Union, final
 
-__all__ = ["__version__", "Runtime", "Exec", "LogFollower", "monitor_main", "set_monitor"]
+__all__ = ["__version__", "Runtime", "Exec", "LogFollower", "Transfer", "Chunks", "monitor_main", "set_monitor"]
 __version__: str
 
 _Path = Union[str, "os.PathLike[str]"]
@@ -21,6 +21,17 @@ class Exec:
 @final
 class LogFollower:
     def next(self) -> Optional[Tuple[str, str, bytes]]: ...
+    def close(self) -> None: ...
+
+@final
+class Transfer:
+    def next(self) -> Optional[str]: ...
+    @property
+    def result(self) -> Optional[str]: ...
+
+@final
+class Chunks:
+    def next(self) -> Optional[bytes]: ...
     def close(self) -> None: ...
 
 @final
@@ -99,6 +110,39 @@ class Runtime:
         message: Optional[str] = None,
     ) -> str: ...
     def image_save(self, images: List[str], path: _Path, format: str = "docker-archive") -> None: ...
+    def pull(
+        self,
+        reference: str,
+        platform: Optional[str] = None,
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+    ) -> Transfer: ...
+    def push(
+        self,
+        source: str,
+        destination: Optional[str] = None,
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+    ) -> Transfer: ...
+    def registry_tags(
+        self, repository: str, username: Optional[str] = None, password: Optional[str] = None
+    ) -> List[str]: ...
+    def login(self, registry: str, username: str, password: str, authfile: Optional[_Path] = None) -> str: ...
+    def build(
+        self,
+        context: _Path,
+        dockerfile: Optional[_Path] = None,
+        tags: List[str] = ...,
+        build_args: List[str] = ...,
+        target: Optional[str] = None,
+        no_cache: bool = False,
+        labels: List[str] = ...,
+        network: Optional[str] = None,
+    ) -> Tuple[str, bytes]: ...
+    def get_archive(
+        self, reference: str, path: str, chunk_size: int = ...
+    ) -> Tuple[Tuple[str, int, int, int, int, str], Chunks]: ...
+    def put_archive(self, reference: str, path: str, data: bytes) -> None: ...
     def volume_create(self, name: Optional[str] = None, labels: Mapping[str, str] = ...) -> str: ...
     def volume_inspect(self, name: str) -> str: ...
     def volume_list(self) -> str: ...

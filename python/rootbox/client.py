@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-from . import _monitor, _rootbox
+from . import _convert, _monitor, _rootbox
 from .containers import ContainerCollection
+from .errors import InvalidArgument
 from .images import ImageCollection
 from .volumes import VolumeCollection
 
@@ -27,6 +28,8 @@ class Client:
             os.fspath(state_dir) if state_dir is not None else None,
             os.fspath(root) if root is not None else None,
         )
+        # Credentials given to login(), per registry, for this client's pulls and pushes.
+        self._logins: Dict[str, Tuple[str, str]] = {}
         self.containers = ContainerCollection(self)
         self.images = ImageCollection(self)
         self.volumes = VolumeCollection(self)
@@ -48,6 +51,29 @@ class Client:
         ``ROOTBOX_STATE_DIR``."""
         env = os.environ if environment is None else environment
         return cls(root=env.get("ROOTBOX_ROOT") or None, state_dir=env.get("ROOTBOX_STATE_DIR") or None)
+
+    def login(
+        self,
+        username: str,
+        password: Optional[str] = None,
+        email: Optional[str] = None,
+        registry: Optional[str] = None,
+        reauth: bool = False,
+        dockercfg_path: Optional[StrPath] = None,
+    ) -> Dict[str, Any]:
+        """Checks the credentials with ``registry`` (default ``docker.io``), uses them for this
+        client's pulls and pushes there, and stores them as ``rootbox login`` does: in
+        ``dockercfg_path`` when given, else ``$REGISTRY_AUTH_FILE``, else
+        ``$XDG_RUNTIME_DIR/containers/auth.json``, else ``~/.config/containers/auth.json``.
+        Raises ``RuntimeFailure`` for wrong credentials or an unreachable registry."""
+        if not isinstance(username, str) or not username:
+            raise InvalidArgument("login needs a user name")
+        if not password:
+            raise InvalidArgument("login needs a password")
+        reg = registry or "docker.io"
+        self._rt.login(reg, username, password, os.fspath(dockercfg_path) if dockercfg_path is not None else None)
+        self._logins[_convert.registry_key(reg, bare=True)] = (username, password)
+        return {"IdentityToken": "", "Status": "Login Succeeded"}
 
     def close(self) -> None:
         """Nothing to close (no daemon connection); for the Docker SDK's shape."""

@@ -18,7 +18,7 @@ from typing import (
 )
 
 from . import _convert
-from ._rootbox import Exec, LogFollower
+from ._rootbox import Chunks, Exec, LogFollower
 from .errors import ContainerError, ContainerNotFound, InvalidArgument, NotFound, RuntimeFailure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,6 +26,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from .images import Image
 
 __all__ = ["Container", "ContainerCollection", "ExecResult", "ExecStream", "LogStream"]
+
+DEFAULT_DATA_CHUNK_SIZE = 2 * 1024 * 1024
+"""docker-py's chunk size for archives and exports."""
+
+
+def _chunks(c: Chunks) -> Iterator[bytes]:
+    try:
+        while True:
+            b = c.next()
+            if b is None:
+                return
+            yield b
+    finally:
+        c.close()
 
 
 def _timestamp(t: Union[int, float, str, None], what: str) -> Optional[float]:
@@ -378,6 +392,46 @@ class Container:
                     yield b
         finally:
             shutil.rmtree(d, ignore_errors=True)
+
+    def get_archive(
+        self,
+        path: str,
+        chunk_size: Optional[int] = DEFAULT_DATA_CHUNK_SIZE,
+        encode_stream: bool = False,
+    ) -> Tuple[Iterator[bytes], Dict[str, Any]]:
+        """A tar of ``path`` in the container (a file, or a directory with what is below it;
+        ``path/.``: only what is below it), as ``docker cp`` makes it: ``(chunks, stat)``, where
+        ``stat`` is Docker's path stat: ``name``, ``size``, ``mode`` (Go's ``os.FileMode``:
+        permission bits, plus ``1 << 31`` for a directory, ``1 << 27`` for a symlink),
+        ``mtime`` (RFC 3339) and ``linkTarget``. Works on running and stopped containers
+        (a running one's volumes included). Raises ``NotFound`` when there is no such path.
+        ``encode_stream`` concerns a daemon connection and changes nothing here."""
+        if not isinstance(path, str) or not path:
+            raise InvalidArgument(f"invalid container path {path!r}")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise InvalidArgument(f"invalid chunk_size {chunk_size!r}: a number of bytes >= 1")
+        st, chunks = self.client._rt.get_archive(self.id, path, chunk_size or DEFAULT_DATA_CHUNK_SIZE)
+        name, size, mode, mtime, mtime_ns, link = st
+        stat = {
+            "name": name,
+            "size": size,
+            "mode": _convert.go_file_mode(mode),
+            "mtime": _convert.rfc3339(mtime, mtime_ns),
+            "linkTarget": link,
+        }
+        return _chunks(chunks), stat
+
+    def put_archive(self, path: str, data: Any) -> bool:
+        """Extracts the tar ``data`` (bytes, a binary file or an iterable of bytes; plain or
+        gzip/bzip2/xz compressed) into the directory ``path`` of the container: into its
+        writable layer, or while it runs through its root (so into volumes too). Returns True.
+        Raises ``NotFound`` when ``path`` does not exist, ``InvalidArgument`` when it is not a
+        directory or an entry would leave it."""
+        if not isinstance(path, str) or not path:
+            raise InvalidArgument(f"invalid container path {path!r}")
+        raw = _convert.decompress(_convert.read_data(data), "put_archive data")
+        self.client._rt.put_archive(self.id, path, raw)
+        return True
 
     def _reload_if_present(self) -> None:
         try:

@@ -6,7 +6,7 @@ Every error that comes from the core carries its message (``str(e)``), and where
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Sequence, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     from .containers import Container
@@ -23,6 +23,7 @@ __all__ = [
     "ResourceLimitUnavailable",
     "InvalidArgument",
     "ContainerError",
+    "BuildError",
 ]
 
 
@@ -98,3 +99,17 @@ class ContainerError(RootboxError):
         super().__init__(
             f"Command '{command}' in image '{image}' returned non-zero exit status {exit_status}{err}"
         )
+
+
+class BuildError(RootboxError):
+    """``images.build`` failed: a Dockerfile error or a failing step (docker-py's
+    ``BuildError``). ``msg``: the reason, naming the Dockerfile line; ``build_log``: the build's
+    log as docker-py gives it, an iterator of dicts (``{"stream": "..."}``, and last
+    ``{"error": ..., "errorDetail": {"message": ...}}``)."""
+
+    exit_code = 1
+
+    def __init__(self, reason: str, build_log: Optional[Iterator[Dict[str, Any]]] = None) -> None:
+        super().__init__(reason)
+        self.msg = reason
+        self.build_log: Iterator[Dict[str, Any]] = build_log if build_log is not None else iter(())

@@ -8,9 +8,9 @@
 //! * errors become the exception classes of `rootbox.errors`, carrying the core's message,
 //!   errno, path and exit code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,11 +22,16 @@ use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use rootbox_core::build::{self, BuildError, BuildOptions};
 use rootbox_core::cgroup::CgroupError;
+use rootbox_core::container::commit::{CommitError, CopyIn, CopyOut};
 use rootbox_core::container::request::{self, Dirs, RunRequest};
 use rootbox_core::container::state::StateRoot;
 use rootbox_core::container::{self, logs, manage, StateError};
 use rootbox_core::image::archive::{self, ImportOptions, SaveFormat};
+use rootbox_core::image::digest::Digest;
+use rootbox_core::image::registry::{self, BlobOutcome, Problem, Progress, RegistryError};
+use rootbox_core::image::store::human_size;
 use rootbox_core::image::{ImageError, Store};
 use rootbox_core::network::NetworkError;
 use rootbox_core::rootfs::volume::VolumeStore;
@@ -44,7 +49,21 @@ const SLICE: Duration = Duration::from_millis(100);
 fn class_of(e: &Error) -> &'static str {
     match e {
         Error::State(StateError::NotFound(_)) => "ContainerNotFound",
-        Error::Image(ImageError::NotFound(_)) => "ImageNotFound",
+        Error::Image(ImageError::NotFound(_))
+        | Error::Registry(RegistryError::Image(ImageError::NotFound(_)))
+        | Error::Registry(RegistryError::Failed {
+            problem: Problem::UnknownImage | Problem::UnknownTag { .. },
+            ..
+        }) => "ImageNotFound",
+        // A path that is not in the container (get_archive, put_archive).
+        Error::Commit(CommitError::Io { source, .. })
+            if source.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            "NotFound"
+        }
+        Error::Build(BuildError::Io { .. }) => "RuntimeFailure",
+        // The Dockerfile or a step of it failed (docker-py's BuildError).
+        Error::Build(_) => "BuildError",
         Error::Rootfs(RootfsError::NoVolume(_)) => "VolumeNotFound",
         Error::Network(NetworkError::NoSuchNetwork(_)) => "NotFound",
         Error::Cgroup(CgroupError::Unenforceable { .. } | CgroupError::NoCgroup(..)) => {
@@ -53,6 +72,9 @@ fn class_of(e: &Error) -> &'static str {
         Error::Spec(SpecError::Invalid(_))
         | Error::State(StateError::BadName(_) | StateError::BadId(_))
         | Error::Image(ImageError::BadReference { .. } | ImageError::BadDigest { .. })
+        | Error::Registry(RegistryError::Image(
+            ImageError::BadReference { .. } | ImageError::BadDigest { .. },
+        ))
         | Error::Cgroup(CgroupError::BadLimit { .. } | CgroupError::Invalid(_))
         | Error::Rootfs(RootfsError::Invalid { .. })
         | Error::Network(NetworkError::Invalid(_) | NetworkError::BadPort { .. })
@@ -470,6 +492,299 @@ fn log_options(tail: Option<usize>, since: Option<f64>, until: Option<f64>) -> l
         until: until.map(|s| Duration::from_secs_f64(s.max(0.0))),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Registry transfers
+
+/// What a transfer thread sends: progress lines, then its result.
+enum Event {
+    /// A progress event: a JSON object as docker's pull/push stream has them.
+    Line(String),
+    /// The end: the image id (pull) or manifest digest (push), or the error.
+    Done(Result<String, Error>),
+}
+
+/// A [`Progress`] that turns the core's reports into docker-like JSON events.
+struct JsonProgress {
+    tx: mpsc::Sender<Event>,
+    pushing: bool,
+    /// Per blob: (bytes so far, bytes at the last event, total).
+    blobs: std::sync::Mutex<HashMap<Digest, (u64, u64, u64)>>,
+}
+
+impl JsonProgress {
+    fn send(&self, v: serde_json::Value) {
+        // The reader may be gone (an abandoned stream): the transfer goes on regardless.
+        let _ = self.tx.send(Event::Line(v.to_string()));
+    }
+
+    fn bytes(&self, d: &Digest, current: u64, total: u64) {
+        let width = 50u64;
+        let filled = (current.min(total) * width).checked_div(total).unwrap_or(0) as usize;
+        let mut bar = "=".repeat(filled);
+        if filled < width as usize {
+            bar.push('>');
+            bar.push_str(&" ".repeat(width as usize - filled - 1));
+        }
+        self.send(serde_json::json!({
+            "status": if self.pushing { "Pushing" } else { "Downloading" },
+            "progressDetail": {"current": current, "total": total},
+            "progress": format!("[{bar}] {}/{}", human_size(current), human_size(total)),
+            "id": short_digest(d),
+        }));
+    }
+}
+
+fn short_digest(d: &Digest) -> String {
+    d.hex().chars().take(12).collect()
+}
+
+impl Progress for JsonProgress {
+    fn message(&self, line: &str) {
+        self.send(serde_json::json!({ "status": line }));
+    }
+
+    fn start(&self, d: &Digest, total: u64) {
+        if let Ok(mut m) = self.blobs.lock() {
+            m.insert(d.clone(), (0, 0, total));
+        }
+        self.bytes(d, 0, total);
+    }
+
+    fn advance(&self, d: &Digest, n: u64) {
+        // One event per 5% (at least 256 KiB) of a blob, and at its end.
+        let report = match self.blobs.lock() {
+            Ok(mut m) => match m.get_mut(d) {
+                Some((cur, last, total)) => {
+                    *cur += n;
+                    let step = (*total / 20).max(256 * 1024);
+                    if *cur >= *total || *cur - *last >= step {
+                        *last = *cur;
+                        Some((*cur, *total))
+                    } else {
+                        None
+                    }
+                }
+                None => None,
+            },
+            Err(_) => None,
+        };
+        if let Some((cur, total)) = report {
+            self.bytes(d, cur, total);
+        }
+    }
+
+    fn done(&self, d: &Digest, how: BlobOutcome) {
+        let status = match (self.pushing, how) {
+            (false, BlobOutcome::Transferred) => "Pull complete",
+            (false, _) => "Already exists",
+            (true, BlobOutcome::Transferred) => "Pushed",
+            (true, BlobOutcome::Exists) => "Layer already exists",
+            (true, BlobOutcome::Mounted) => "Mounted from another repository",
+        };
+        self.send(serde_json::json!({
+            "status": status,
+            "progressDetail": {},
+            "id": short_digest(d),
+        }));
+    }
+}
+
+/// A pull or push running on a thread of its own: its progress events, then its result.
+#[pyclass(module = "rootbox._rootbox")]
+struct Transfer {
+    rx: Option<std::sync::Mutex<mpsc::Receiver<Event>>>,
+    result: Option<String>,
+}
+
+impl Transfer {
+    fn start(
+        pushing: bool,
+        work: impl FnOnce(Arc<JsonProgress>) -> Result<String, Error> + Send + 'static,
+    ) -> PyResult<Transfer> {
+        let (tx, rx) = mpsc::channel();
+        let progress = Arc::new(JsonProgress {
+            tx: tx.clone(),
+            pushing,
+            blobs: std::sync::Mutex::new(HashMap::new()),
+        });
+        std::thread::Builder::new()
+            .name("rootbox-transfer".into())
+            .spawn(move || {
+                let r = work(progress);
+                let _ = tx.send(Event::Done(r));
+            })
+            .map_err(|e| PyRuntimeError::new_err(format!("starting a thread: {e}")))?;
+        Ok(Transfer {
+            rx: Some(std::sync::Mutex::new(rx)),
+            result: None,
+        })
+    }
+}
+
+#[pymethods]
+impl Transfer {
+    /// The next progress event (a JSON object as text); None once the transfer has ended
+    /// (then `result` is set). Raises the transfer's error.
+    fn next(&mut self, py: Python<'_>) -> PyResult<Option<String>> {
+        let Some(rx) = &self.rx else { return Ok(None) };
+        loop {
+            let got = py.allow_threads(|| match rx.lock() {
+                Ok(rx) => rx.recv_timeout(SLICE),
+                Err(_) => Err(mpsc::RecvTimeoutError::Disconnected),
+            });
+            match got {
+                Ok(Event::Line(l)) => return Ok(Some(l)),
+                Ok(Event::Done(r)) => {
+                    self.rx = None;
+                    return match r {
+                        Ok(v) => {
+                            self.result = Some(v);
+                            Ok(None)
+                        }
+                        Err(e) => Err(py_err(py, e)),
+                    };
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.rx = None;
+                    return Err(PyRuntimeError::new_err(
+                        "rootbox: the transfer thread ended without a result (a panic in the core)",
+                    ));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            }
+        }
+    }
+
+    /// The image id (pull) or manifest digest (push) once the transfer has ended.
+    #[getter]
+    fn result(&self) -> Option<String> {
+        self.result.clone()
+    }
+}
+
+/// Registry options of a call: credentials given (else stored ones), the platform, and the
+/// CA directory of `$ROOTBOX_CERT_DIR` as the command line takes it.
+fn registry_options(
+    platform: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    authfile: Option<PathBuf>,
+) -> registry::Options {
+    registry::Options {
+        creds: username.map(|u| (u, password.unwrap_or_default())),
+        platform,
+        authfile,
+        cert_dir: std::env::var_os("ROOTBOX_CERT_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Archives and build output
+
+/// A tar stream made on a thread, in chunks.
+#[pyclass(module = "rootbox._rootbox")]
+struct Chunks {
+    rx: Option<std::sync::Mutex<mpsc::Receiver<Chunk>>>,
+}
+
+/// A piece of an archive, or the error that ended it.
+type Chunk = Result<Vec<u8>, Error>;
+
+#[pymethods]
+impl Chunks {
+    /// The next chunk; None at the end. Raises the error that stopped the stream.
+    fn next(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        let Some(rx) = &self.rx else { return Ok(None) };
+        loop {
+            let got = py.allow_threads(|| match rx.lock() {
+                Ok(rx) => rx.recv_timeout(SLICE),
+                Err(_) => Err(mpsc::RecvTimeoutError::Disconnected),
+            });
+            match got {
+                Ok(Ok(b)) => return Ok(Some(PyBytes::new(py, &b).unbind())),
+                Ok(Err(e)) => {
+                    self.rx = None;
+                    return Err(py_err(py, e));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.rx = None;
+                    return Ok(None);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            }
+        }
+    }
+
+    /// Stops the stream (the thread making it ends at its next write).
+    fn close(&mut self) {
+        self.rx = None;
+    }
+}
+
+/// A writer sending what it is given in chunks of `chunk` bytes; fails once the reader is gone.
+struct ChunkWriter {
+    tx: mpsc::SyncSender<Chunk>,
+    buf: Vec<u8>,
+    chunk: usize,
+    gone: bool,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        let cap = self.chunk.min(1 << 20);
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
+        if self.tx.send(Ok(full)).is_err() {
+            self.gone = true;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the archive's reader has gone",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = (self.chunk - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if self.buf.len() >= self.chunk {
+                self.send()?;
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Build output, collected for the caller.
+struct SharedOut(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for SharedOut {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `(name, size, st_mode, mtime seconds, mtime nanoseconds, link target)` of a container path.
+type StatTuple = (String, u64, u32, i64, i64, String);
 
 // ---------------------------------------------------------------------------------------------
 // The runtime
@@ -1073,6 +1388,217 @@ impl Runtime {
         )
     }
 
+    /// Pulls `reference` (progress events, then the image id as `result`). `username`:
+    /// these credentials instead of stored ones.
+    #[pyo3(signature = (reference, platform=None, username=None, password=None))]
+    fn pull(
+        &self,
+        py: Python<'_>,
+        reference: String,
+        platform: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+    ) -> PyResult<Transfer> {
+        let store = self.store(py)?;
+        let opts = registry_options(platform, username, password, None);
+        Transfer::start(false, move |p| {
+            let pulled = registry::pull(&store, &reference, &opts, true, p.as_ref())?;
+            let r = pulled.reference.familiar();
+            p.message(&if pulled.downloaded > 0 {
+                format!("Status: Downloaded newer image for {r}")
+            } else {
+                format!("Status: Image is up to date for {r}")
+            });
+            Ok(pulled.image.id().to_string())
+        })
+    }
+
+    /// Pushes the stored image `source` to `destination` (default: `source`): progress
+    /// events, then the manifest digest as `result`.
+    #[pyo3(signature = (source, destination=None, username=None, password=None))]
+    fn push(
+        &self,
+        py: Python<'_>,
+        source: String,
+        destination: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+    ) -> PyResult<Transfer> {
+        let store = self.store(py)?;
+        let opts = registry_options(None, username, password, None);
+        Transfer::start(true, move |p| {
+            let progress: Arc<dyn Progress> = p.clone();
+            let pushed = registry::push(&store, &source, destination.as_deref(), &opts, progress)?;
+            let size = store.resolve(&source)?.manifest_size;
+            let tag = pushed
+                .reference
+                .tag
+                .clone()
+                .unwrap_or_else(|| "latest".into());
+            let digest = pushed.digest.to_string();
+            p.message(&format!("{tag}: digest: {digest} size: {size}"));
+            p.send(serde_json::json!({
+                "progressDetail": {},
+                "aux": {"Tag": tag, "Digest": digest, "Size": size},
+            }));
+            Ok(digest)
+        })
+    }
+
+    /// The tags of a repository in its registry.
+    #[pyo3(signature = (repository, username=None, password=None))]
+    fn registry_tags(
+        &self,
+        py: Python<'_>,
+        repository: String,
+        username: Option<String>,
+        password: Option<String>,
+    ) -> PyResult<Vec<String>> {
+        let opts = registry_options(None, username, password, None);
+        core(py, py.allow_threads(|| registry::tags(&repository, &opts)))
+    }
+
+    /// Checks the credentials with the registry and stores them (in `authfile`, else where
+    /// `rootbox login` stores them); the file written.
+    #[pyo3(signature = (registry, username, password, authfile=None))]
+    fn login(
+        &self,
+        py: Python<'_>,
+        registry: String,
+        username: String,
+        password: String,
+        authfile: Option<PathBuf>,
+    ) -> PyResult<PathBuf> {
+        let opts = registry_options(None, None, None, authfile);
+        core(
+            py,
+            py.allow_threads(|| registry::login(&registry, &username, &password, &opts)),
+        )
+    }
+
+    /// Builds an image from a Dockerfile: `(image id, build output)`. A failure raises with
+    /// the output so far as the exception's `output`. Ctrl-C stops waiting (the build goes
+    /// on to its end on its thread).
+    #[pyo3(signature = (context, dockerfile=None, tags=Vec::new(), build_args=Vec::new(), target=None, no_cache=false, labels=Vec::new(), network=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        py: Python<'_>,
+        context: PathBuf,
+        dockerfile: Option<PathBuf>,
+        tags: Vec<String>,
+        build_args: Vec<String>,
+        target: Option<String>,
+        no_cache: bool,
+        labels: Vec<String>,
+        network: Option<String>,
+    ) -> PyResult<(String, Py<PyBytes>)> {
+        let opts = BuildOptions {
+            context,
+            dockerfile,
+            tags,
+            build_args,
+            target,
+            no_cache,
+            labels,
+            network,
+            idmap: None,
+        };
+        let dirs = self.dirs.clone();
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut w = SharedOut(out.clone());
+        let r = wait_thread(py, move || build::build(&dirs, &opts, &mut w), None, |_| {})?;
+        let log = out.lock().map(|v| v.clone()).unwrap_or_default();
+        match r {
+            Ok(b) => Ok((b.id.to_string(), PyBytes::new(py, &log).unbind())),
+            Err(e) => {
+                let err = py_err(py, e);
+                err.value(py).setattr("output", PyBytes::new(py, &log))?;
+                Err(err)
+            }
+        }
+    }
+
+    /// What `path` in the container is, and a tar of it (made on a thread, in chunks of
+    /// `chunk_size` bytes), as `docker cp CTR:PATH -` writes it.
+    #[pyo3(signature = (reference, path, chunk_size=2 * 1024 * 1024))]
+    fn get_archive(
+        &self,
+        py: Python<'_>,
+        reference: &str,
+        path: String,
+        chunk_size: usize,
+    ) -> PyResult<(StatTuple, Chunks)> {
+        if chunk_size == 0 {
+            return Err(PyValueError::new_err("chunk_size must be at least 1"));
+        }
+        let root = self.root(py)?;
+        let (id, st) = core(
+            py,
+            py.allow_threads(|| -> Result<_, Error> {
+                let c = manage::lookup(&root, reference)?;
+                let id = c.id().to_string();
+                let st = container::commit::stat(&root, &id, &path)?;
+                Ok((id, st))
+            }),
+        )?;
+        let (tx, rx) = mpsc::sync_channel::<Chunk>(4);
+        std::thread::Builder::new()
+            .name("rootbox-archive".into())
+            .spawn(move || {
+                let mut w = ChunkWriter {
+                    tx: tx.clone(),
+                    buf: Vec::new(),
+                    chunk: chunk_size,
+                    gone: false,
+                };
+                match container::commit::copy_out(&root, &id, &path, CopyOut::Tar(&mut w)) {
+                    Ok(()) => {
+                        if !w.buf.is_empty() {
+                            let _ = w.send();
+                        }
+                    }
+                    Err(e) => {
+                        if !w.gone {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| PyRuntimeError::new_err(format!("starting a thread: {e}")))?;
+        Ok((
+            (
+                st.name,
+                st.size,
+                st.mode,
+                st.mtime,
+                st.mtime_nsec,
+                st.link_target,
+            ),
+            Chunks {
+                rx: Some(std::sync::Mutex::new(rx)),
+            },
+        ))
+    }
+
+    /// Extracts the tar `data` into the directory `path` of the container.
+    fn put_archive(
+        &self,
+        py: Python<'_>,
+        reference: &str,
+        path: &str,
+        data: &[u8],
+    ) -> PyResult<()> {
+        let root = self.root(py)?;
+        core(
+            py,
+            py.allow_threads(|| {
+                let mut r = std::io::Cursor::new(data);
+                container::commit::copy_in(&root, reference, CopyIn::Tar(&mut r), path)
+            }),
+        )
+    }
+
     // ---- volumes ----------------------------------------------------------------------------
 
     /// Creates a volume (an existing one of that name is returned as it is); its JSON.
@@ -1140,6 +1666,8 @@ fn _rootbox(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Runtime>()?;
     m.add_class::<Exec>()?;
     m.add_class::<LogFollower>()?;
+    m.add_class::<Transfer>()?;
+    m.add_class::<Chunks>()?;
     m.add_function(wrap_pyfunction!(monitor_main, m)?)?;
     m.add_function(wrap_pyfunction!(set_monitor, m)?)?;
     Ok(())

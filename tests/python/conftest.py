@@ -2,14 +2,23 @@
 virtualenv), never the source tree, with a busybox image imported into a store of their own.
 
 Environment: ROOTBOX_BUSYBOX_ROOTFS (a busybox root filesystem; made with
-tests/lib/mk-busybox-rootfs.sh when unset)."""
+tests/lib/mk-busybox-rootfs.sh when unset).
+
+The ``registry`` fixture runs Debian's ``docker-registry`` (the CNCF Distribution server) on
+127.0.0.1, plain HTTP with htpasswd authentication, from a private temporary directory, as
+tests/integration/test_registry.py does."""
 
 from __future__ import annotations
 
 import os
 import pathlib
+import shutil
+import signal
+import socket
 import subprocess
 import tarfile
+import tempfile
+import time
 
 import pytest
 
@@ -17,6 +26,12 @@ import rootbox
 
 HERE = pathlib.Path(__file__).resolve().parent
 IMAGE = "test/busybox:1"
+
+REGISTRY_BIN = shutil.which("docker-registry") or (
+    "/usr/bin/docker-registry" if os.path.exists("/usr/bin/docker-registry") else None)
+HTPASSWD = shutil.which("htpasswd")
+REGISTRY_USER, REGISTRY_PASSWORD = "pyuser", "py-s3cret"
+AUTH = {"username": REGISTRY_USER, "password": REGISTRY_PASSWORD}
 
 
 def pytest_report_header(config):
@@ -71,3 +86,60 @@ def own_store_client(tmp_path, busybox_tar):
             ct.remove(force=True)
         except rootbox.NotFound:
             pass
+
+
+class Registry:
+    """A docker-registry on 127.0.0.1:<free port> with htpasswd auth (``AUTH``), serving from
+    a private directory; started through a shell that exits, so it is nobody's child."""
+
+    def __init__(self, base: pathlib.Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.host = f"127.0.0.1:{self.port}"
+        pw = subprocess.run([HTPASSWD, "-Bbn", REGISTRY_USER, REGISTRY_PASSWORD],
+                            stdout=subprocess.PIPE, check=True).stdout
+        (base / "htpasswd").write_bytes(pw)
+        (base / "config.yml").write_text("\n".join([
+            "version: 0.1",
+            "log:", "  level: warn",
+            "storage:", "  filesystem:", f"    rootdirectory: {base / 'storage'}",
+            "http:", f"  addr: {self.host}", "  secret: rootbox-python-tests",
+            "auth:", "  htpasswd:", "    realm: rootbox-python", f"    path: {base / 'htpasswd'}",
+        ]) + "\n")
+        self.log = base / "registry.log"
+        out = subprocess.run(
+            ["sh", "-c", '"$0" serve "$1" >"$2" 2>&1 </dev/null & echo $!',
+             REGISTRY_BIN, str(base / "config.yml"), str(self.log)],
+            stdout=subprocess.PIPE, text=True, check=True).stdout
+        self.pid = int(out.strip())
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"docker-registry did not start: {self.log.read_text()}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def registry():
+    if REGISTRY_BIN is None:
+        pytest.skip("docker-registry is not installed (tests/setup-root.sh installs it)")
+    if HTPASSWD is None:
+        pytest.fail("htpasswd (apache2-utils) is needed for the registry's authentication: "
+                    "tests/setup-root.sh installs it", pytrace=False)
+    base = pathlib.Path(tempfile.mkdtemp(prefix="rbpyreg-", dir="/tmp"))
+    r = Registry(base)
+    yield r
+    r.stop()
+    shutil.rmtree(base, ignore_errors=True)

@@ -527,6 +527,69 @@ fn not_found(c: &Container, path: &str) -> Error {
     )(io::Error::from_raw_os_error(libc::ENOENT))
 }
 
+/// A source path of `cp` resolved in the container: its canonical path and entry. A trailing
+/// `/` (or `/.`) follows a symlink in the last component, as `docker cp` does.
+fn resolve_src(c: &Container, u: &Union<'_>, src: &str) -> Result<(Vec<u8>, Entry), Error> {
+    let follow = src.ends_with('/') || src.ends_with("/.");
+    let (canon, entry) = match u.resolve(src.as_bytes(), follow) {
+        Ok(x) => x,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+            return Err(not_found(c, src))
+        }
+        Err(e) => return Err(ioerr(c, "resolving", src.as_bytes())(e)),
+    };
+    match entry {
+        Some(e) => Ok((canon, e)),
+        None => Err(not_found(c, src)),
+    }
+}
+
+/// What [`stat`] tells of a path in a container (Docker's `ContainerPathStat`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStat {
+    /// The base name (`/` for the root directory).
+    pub name: String,
+    /// The size as `lstat` gives it.
+    pub size: u64,
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+    /// For a symlink: the absolute container path it resolves to; else empty.
+    pub link_target: String,
+}
+
+/// The metadata of `path` in a container, as `cp` (and Docker's archive API) would copy it:
+/// through `/proc/PID/root` while it runs, else through its layers. A symlink is described
+/// itself unless `path` ends in `/`.
+pub fn stat(root: &StateRoot, reference: &str, path: &str) -> Result<PathStat, Error> {
+    let c = manage::lookup(root, reference)?;
+    let v = view(&c, true)?;
+    let u = v.union();
+    let (canon, entry) = resolve_src(&c, &u, path)?;
+    let st = &entry.node.st;
+    let link_target = if entry.node.is_symlink() {
+        match u.resolve(&canon, true) {
+            Ok((t, _)) => format!("/{}", String::from_utf8_lossy(&t)),
+            Err(e) => return Err(ioerr(&c, "resolving", &canon)(e)),
+        }
+    } else {
+        String::new()
+    };
+    Ok(PathStat {
+        name: if canon.is_empty() {
+            "/".to_string()
+        } else {
+            String::from_utf8_lossy(base_name(&canon)).into_owned()
+        },
+        size: st.st_size.max(0) as u64,
+        mode: st.st_mode,
+        mtime: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec,
+        link_target,
+    })
+}
+
 /// `cp CTR:SRC DEST`.
 pub fn copy_out(
     root: &StateRoot,
@@ -538,15 +601,7 @@ pub fn copy_out(
     let v = view(&c, true)?;
     let u = v.union();
     let contents_only = src.ends_with("/.");
-    let follow = src.ends_with('/') || contents_only;
-    let (canon, entry) = match u.resolve(src.as_bytes(), follow) {
-        Ok(x) => x,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(not_found(&c, src)),
-        Err(e) => return Err(ioerr(&c, "resolving", src.as_bytes())(e)),
-    };
-    let Some(entry) = entry else {
-        return Err(not_found(&c, src));
-    };
+    let (canon, entry) = resolve_src(&c, &u, src)?;
     let rerr = |p: &[u8]| ioerr(&c, "reading", p.to_vec());
     match dest {
         CopyOut::Tar(w) => {

@@ -17,7 +17,7 @@ mod push;
 use std::fmt;
 
 pub use auth::{login, logout};
-pub use pull::{pull, Pulled};
+pub use pull::{pull, tags, Pulled};
 pub use push::{push, Pushed};
 
 use super::digest::Digest;

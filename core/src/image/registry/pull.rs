@@ -428,6 +428,55 @@ pub fn pull(
     })
 }
 
+/// The tags of the repository `reference` names (a tag or digest in it is ignored), in the
+/// order the registry lists them.
+pub fn tags(reference: &str, opts: &Options) -> Result<Vec<String>> {
+    let r = Reference::parse(reference)?;
+    let fail = |problem: Problem| RegistryError::Failed {
+        op: "listing the tags of",
+        reference: r.familiar_name(),
+        registry: r.domain.clone(),
+        problem,
+    };
+    // An unknown repository answers NAME_UNKNOWN or a plain 404 here: no image either way.
+    let unknown = |p: Problem| match p {
+        Problem::UnknownTag { .. } => Problem::UnknownImage,
+        p => p,
+    };
+    const PAGE: usize = 1000;
+    let rt = super::runtime()?;
+    let res: Result<Vec<String>> = rt.block_on(async {
+        let conn = conf::connect(&r, opts, "listing the tags of").await?;
+        let creds = auth::registry_auth(&r.domain, opts)?;
+        let oref = oci_ref(&r);
+        conn.client
+            .auth(&oref, &creds, oci_client::RegistryOperation::Pull)
+            .await
+            .map_err(|e| fail(unknown(classify(&e, ""))))?;
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let last = all.last().cloned();
+            let page = conn
+                .client
+                .list_tags(&oref, &creds, Some(PAGE), last.as_deref())
+                .await
+                .map_err(|e| fail(unknown(classify(&e, ""))))?;
+            let n = page.tags.len();
+            all.extend(page.tags);
+            if n < PAGE {
+                break;
+            }
+        }
+        Ok(all)
+    });
+    drop(rt);
+    let all = res?;
+    if all.is_empty() {
+        return Err(fail(Problem::UnknownImage));
+    }
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
