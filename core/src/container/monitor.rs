@@ -255,7 +255,10 @@ fn run_main(args: &[String], reexec: bool) -> i32 {
         };
         return match record_end(&StateRoot { path: root }, &id, &exit) {
             Ok(()) => 0,
-            Err(_) => 1,
+            Err(e) => {
+                eprintln!("{MONITOR_BIN} --record-exit: {e}");
+                1
+            }
         };
     }
     if args.has("supervise") {
