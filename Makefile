@@ -44,7 +44,8 @@ header:
 	ROOTBOX_BLESS=1 $(CARGO) test -p rootbox-ffi --test header
 
 ## install: the C library (libcontainer.so.$(VERSION) + links, libcontainer.a), include/rootbox.h,
-##          rootbox.pc and the container monitor (libexec/rootbox) under PREFIX (default /usr/local)
+##          rootbox.pc and the container monitor (libexec/rootbox: rootbox-monitor and its
+##          rootbox-monitor-supervise) under PREFIX (default /usr/local)
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/libexec/rootbox
 	install -m 0755 $(RELEASE)/libcontainer.so $(DESTDIR)$(PREFIX)/lib/libcontainer.so.$(VERSION)
@@ -52,7 +53,8 @@ install: build
 	ln -sfn libcontainer.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libcontainer.so
 	install -m 0644 $(RELEASE)/libcontainer.a $(DESTDIR)$(PREFIX)/lib/libcontainer.a
 	install -m 0644 include/rootbox.h $(DESTDIR)$(PREFIX)/include/rootbox.h
-	install -m 0755 $(RELEASE)/rootbox-monitor $(DESTDIR)$(PREFIX)/libexec/rootbox/rootbox-monitor
+	install -m 0755 $(RELEASE)/rootbox-monitor $(RELEASE)/rootbox-monitor-supervise \
+	    $(DESTDIR)$(PREFIX)/libexec/rootbox/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@PRIVATE_LIBS@|$(STATIC_LIBS)|' \
 	    ffi/rootbox.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/rootbox.pc
 	@echo "installed libcontainer $(VERSION) under $(DESTDIR)$(PREFIX)"

@@ -29,7 +29,7 @@ WORK=$(mktemp -d /tmp/rbb.XXXXXX)
 chmod 0755 "$WORK"
 mkdir -p "$WORK/xdg" "$WORK/home" "$WORK/bin" "$WORK/out"
 chmod 0700 "$WORK/xdg"
-for b in rootbox rootbox-runtime rootbox-monitor; do
+for b in rootbox rootbox-runtime rootbox-monitor rootbox-monitor-supervise; do
     [ -x "$BIN/$b" ] && install -m 0755 "$BIN/$b" "$WORK/bin/"
 done
 [ "$AS_ROOT" = 1 ] && chown -R "$BENCH_USER:" "$WORK/xdg" "$WORK/home" "$WORK/out"

@@ -17,8 +17,9 @@ work=$(mktemp -d /tmp/rbl.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 "$REPO/tests/lib/mk-busybox-rootfs.sh" "$work/rootfs" >/dev/null
 vbin=/opt/rootbox/bin
-"$vm/run.sh" --bin "$BIN/rootbox" --bin "$BIN/rootbox-monitor" \
+"$vm/run.sh" --bin "$BIN/rootbox" --bin "$BIN/rootbox-monitor" --bin "$BIN/rootbox-monitor-supervise" \
     --file "$BIN/rootbox:$vbin/rootbox" --file "$BIN/rootbox-monitor:$vbin/rootbox-monitor" \
+    --file "$BIN/rootbox-monitor-supervise:$vbin/rootbox-monitor-supervise" \
     --file "$work/rootfs:/opt/rootbox-rootfs" \
     --env ROOTBOX="$vbin/rootbox" --env ROOTBOX_MONITOR="$vbin/rootbox-monitor" \
     --env ROOTFS=/opt/rootbox-rootfs --env BENCH_RUNS="${BENCH_RUNS:-15}" \

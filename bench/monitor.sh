@@ -55,7 +55,8 @@ print(json.dumps({f"{comm}-{k}": {"value": v / n / 1024, "unit": "MiB"} for k, v
                  | {f"{comm}-count": {"value": n, "unit": "processes"}}))
 PY
 }
-# The monitor runs as `rootbox-monitor --supervise ...` (its comm is "exe").
+# The idle monitor is rootbox-monitor-supervise, run as `rootbox-monitor --supervise ...` (its
+# comm is "rootbox-monitor", the first 15 characters of the file name).
 extra=$(measure rootbox-monitor -f "^rootbox-monitor --supervise --root $WORK/") || die "no rootbox-monitor process found"
 if [ -z "$PODMAN_ERROR" ]; then
     if c=$(measure conmon -x conmon); then

@@ -231,7 +231,8 @@ stage() {
         rm -rf "$STAGE"
     fi
     install -d -m 0755 "$STAGE" "$STAGE/bin" "$STAGE/tests"
-    install -m 0755 target/release/rootbox target/release/rootbox-runtime target/release/rootbox-monitor "$STAGE/bin/"
+    install -m 0755 target/release/rootbox target/release/rootbox-runtime target/release/rootbox-monitor \
+        target/release/rootbox-monitor-supervise "$STAGE/bin/"
     tests/lib/mk-busybox-rootfs.sh "$STAGE/rootfs"
     cp -r tests/integration tests/lib tests/c tests/python "$STAGE/tests/"
     rm -rf "$STAGE/tests/python/__pycache__"

@@ -341,9 +341,10 @@ class Lifecycle:
 def lc(bins, xdg_runtime_dir):
     """A Lifecycle helper with a fresh state directory. At teardown every container left is
     removed with `rm -f`; a monitor still running after that fails the test."""
-    monitor = bins.dir / "rootbox-monitor"
-    if not os.access(monitor, os.X_OK):
-        pytest.fail(f"{monitor} not found or not executable: run `make build`", pytrace=False)
+    for name in ("rootbox-monitor", "rootbox-monitor-supervise"):
+        monitor = bins.dir / name
+        if not os.access(monitor, os.X_OK):
+            pytest.fail(f"{monitor} not found or not executable: run `make build`", pytrace=False)
     d = pathlib.Path(tempfile.mkdtemp(prefix="rblc-", dir="/tmp"))
     os.chmod(d, 0o700)
     _test_paths.append(d)

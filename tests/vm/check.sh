@@ -22,7 +22,7 @@ else
     exit "$rc"
 fi
 
-for b in rootbox rootbox-runtime rootbox-monitor; do
+for b in rootbox rootbox-runtime rootbox-monitor rootbox-monitor-supervise; do
     if [ ! -x "$bin/$b" ]; then
         echo "vm/check: FAIL: $bin/$b not found: run 'cargo build --release' (or set ROOTBOX_BIN)" >&2
         exit 1
@@ -38,8 +38,10 @@ trap 'rm -rf "$work"' EXIT
 
 start=$(date +%s)
 if "$here/run.sh" --bin "$bin/rootbox" --bin "$bin/rootbox-runtime" --bin "$bin/rootbox-monitor" \
+    --bin "$bin/rootbox-monitor-supervise" \
     --file "$bin/rootbox:$vbin/rootbox" --file "$bin/rootbox-runtime:$vbin/rootbox-runtime" \
     --file "$bin/rootbox-monitor:$vbin/rootbox-monitor" \
+    --file "$bin/rootbox-monitor-supervise:$vbin/rootbox-monitor-supervise" \
     --file "$work/rootfs:/opt/rootbox-rootfs" \
     --env ROOTBOX="$vbin/rootbox" --env ROOTBOX_RUNTIME="$vbin/rootbox-runtime" \
     --env ROOTBOX_MONITOR="$vbin/rootbox-monitor" \

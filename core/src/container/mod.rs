@@ -18,6 +18,7 @@ pub mod request;
 pub mod run;
 pub mod start;
 pub mod state;
+pub mod supervise;
 pub mod update;
 
 use std::path::{Path, PathBuf};

@@ -13,14 +13,15 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use super::create::{launch_recorded, CreateOptions};
-use super::logs::{self, Stream};
+use super::logs;
 use super::state::{self, Lock, StateRoot, Status};
+pub use super::supervise::Mode;
+use super::supervise::{self, Args, Exit, Supervisor};
 use super::{attach, Container, ContainerError, StateError};
 use crate::launch::{self, LaunchError};
 
@@ -28,24 +29,6 @@ use crate::launch::{self, LaunchError};
 pub const MONITOR_ENV: &str = "ROOTBOX_MONITOR";
 /// The monitor's file name (looked up next to the running executable, then in `PATH`).
 pub const MONITOR_BIN: &str = "rootbox-monitor";
-
-/// How the monitor starts the container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Launch and exec right away (`run -d`).
-    Run,
-    /// Launch and wait for `start` (`create`, and `start`/`restart` of a stopped container).
-    Create,
-}
-
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Run => "run",
-            Mode::Create => "create",
-        }
-    }
-}
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -238,93 +221,61 @@ fn ignore_signal(sig: libc::c_int) {
     unsafe { libc::signal(sig, libc::SIG_IGN) };
 }
 
-/// Drops this process's page-table entries for the code it ran while starting (the
-/// executable's and the libraries' `r-xp` mappings): the supervision loop faults back in the
-/// few pages it uses, from the page cache, and the monitor's resident set stays at what it
-/// really uses instead of everything its start-up touched (plus the kernel's fault-around).
-/// Only never-written text is dropped (`MADV_DONTNEED` on it loses nothing); data, relocated
-/// read-only data and anonymous memory are left alone.
-fn shed_code_pages() {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return;
-    };
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let path = f.nth(3).unwrap_or("");
-        // Named file mappings only: not [vdso], [vsyscall] or anonymous executable memory.
-        if perms != "r-xp" || !path.starts_with('/') {
-            continue;
-        }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        else {
-            continue;
-        };
-        // SAFETY: [start, end) is a private, read-only, executable file mapping of this
-        // process, never written: MADV_DONTNEED only drops its PTEs, and the next access
-        // maps the same file pages again. This function's own code is refaulted the same way.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-        }
-    }
-}
-
 /// Entry point of `rootbox-monitor`. Returns the exit code.
 ///
 /// `--root DIR --id ID --mode run|create`: leave the caller, launch the container, report, then
-/// re-exec as `--supervise ...` with the container's descriptors: a fresh process image holds
-/// only the supervision loop, which keeps the monitor's resident memory small (the launch code
-/// and the config it parsed are gone).
+/// exec the supervising binary ([`supervise::SUPERVISE_BIN`], next to this one) with the
+/// container's descriptors: a fresh, small process image holds only the supervision loop,
+/// which keeps the monitor's resident memory small (the launch code, the config it parsed and
+/// this binary's relocated data are gone). Without that binary it re-executes itself as
+/// `--supervise ...` instead.
+///
+/// `--record-exit ... --code N`: records the end of the container (run by the supervising
+/// binary, which holds no state code).
 pub fn main(args: &[String]) -> i32 {
     run_main(args, true)
 }
 
 /// [`main`] for a monitor hosted by another program ([`set_hosted`]): it supervises from its
-/// own process image instead of re-executing `/proc/self/exe` (which is not `rootbox-monitor`).
+/// own process image instead of executing another (`/proc/self/exe` is not `rootbox-monitor`).
 pub fn main_hosted(args: &[String]) -> i32 {
     run_main(args, false)
 }
 
 fn run_main(args: &[String], reexec: bool) -> i32 {
-    let mut opts = std::collections::HashMap::new();
-    let mut it = args.iter();
-    let mut supervise = false;
-    while let Some(a) = it.next() {
-        if a == "--supervise" {
-            supervise = true;
-        } else if let Some(k) = a.strip_prefix("--") {
-            if let Some(v) = it.next() {
-                opts.insert(k.to_string(), v.clone());
-            }
-        }
-    }
-    let mode = match opts.get("mode").map(String::as_str) {
-        Some("run") => Some(Mode::Run),
-        Some("create") => Some(Mode::Create),
-        _ => None,
-    };
-    let (Some(root), Some(id), Some(mode)) = (opts.get("root"), opts.get("id"), mode) else {
-        eprintln!(
-            "usage: {MONITOR_BIN} --root STATE_DIR --id ID --mode run|create (started by rootbox)"
-        );
+    let args = Args::parse(args);
+    let Some((root, id, mode)) = args.container() else {
+        eprintln!("{}", supervise::USAGE);
         return 2;
     };
-    let root = PathBuf::from(root);
-    if supervise {
-        return match Supervisor::from_args(&root, id, mode, &opts) {
-            Some(mut sup) => {
-                shed_code_pages();
-                sup.run();
+    if args.has("record-exit") {
+        let Some(exit) = Exit::from_args(&args) else {
+            eprintln!("{MONITOR_BIN} --record-exit: --code N is missing");
+            return 2;
+        };
+        return match record_end(&StateRoot { path: root }, &id, &exit) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{MONITOR_BIN} --record-exit: {e}");
+                1
+            }
+        };
+    }
+    if args.has("supervise") {
+        // The fallback of a monitor without its supervising binary (see `main`).
+        return match Supervisor::from_args(&args) {
+            Some((mut sup, _)) => {
+                supervise::shed_code_pages();
+                let state = StateRoot { path: root };
+                sup.run(&mut |exit| {
+                    let _ = record_end(&state, &id, exit);
+                });
                 0
             }
             None => 2,
         };
     }
+
     // Leave the command that started us: it waits for this intermediate process only, and
     // the monitor becomes the child of the nearest subreaper (or init), in a session of its own.
     // SAFETY: this process has just exec'd and runs no other thread: fork is safe.
@@ -372,7 +323,7 @@ fn run_main(args: &[String], reexec: bool) -> i32 {
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
     }
-    let mut sup = match prepare(&root, id, mode) {
+    let mut sup = match prepare(&root, &id, mode) {
         Ok(s) => s,
         Err(e) => {
             let _ = report.write_all(report_error(&e).as_bytes());
@@ -384,11 +335,32 @@ fn run_main(args: &[String], reexec: bool) -> i32 {
     let _ = report.write_all(format!("ok {} {me}\n", sup.pid).as_bytes());
     drop(report);
     if reexec {
-        sup.reexec();
+        exec_supervisor(&mut sup);
     }
-    // Hosted, or the re-exec failed: supervise from this process image.
-    sup.run();
+    // Hosted, or the exec failed: supervise from this process image.
+    let state = StateRoot { path: root };
+    sup.run(&mut |exit| {
+        let _ = record_end(&state, &id, exit);
+    });
     0
+}
+
+/// Replaces this process with the supervising binary (next to this executable), else with
+/// this executable as `--supervise`. Returns only when both execs failed.
+fn exec_supervisor(sup: &mut Supervisor) {
+    let small = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(supervise::SUPERVISE_BIN)))
+        .filter(|p| is_executable(p))
+        .and_then(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok());
+    if let Some(small) = small {
+        // The supervising binary records the container's end by running this very binary
+        // (`--record-exit`): a descriptor of it stays valid whatever happens to its path.
+        if let Ok(exe) = std::fs::File::open("/proc/self/exe") {
+            sup.exec(&small, Some(exe.as_raw_fd()));
+        }
+    }
+    sup.exec(c"/proc/self/exe", None);
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), StateError> {
@@ -410,44 +382,6 @@ fn set_nonblocking(fd: RawFd) {
         let fl = libc::fcntl(fd, libc::F_GETFL);
         libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
     }
-}
-
-struct Client {
-    stream: UnixStream,
-    hello: Option<u8>,
-    buf: Vec<u8>,
-    dead: bool,
-}
-
-struct Supervisor {
-    root: StateRoot,
-    id: String,
-    dir: PathBuf,
-    mode: Mode,
-    pid: i32,
-    pidfd: Option<OwnedFd>,
-    /// The launch's sync socket: in create mode an exec error after `start` arrives there.
-    sync: Option<OwnedFd>,
-    /// stdout (or the pty master) and stderr of the container.
-    out: Option<OwnedFd>,
-    err: Option<OwnedFd>,
-    /// Where client stdin goes: the stdin pipe (or, with `stdin_to_pty`, the pty master).
-    stdin: Option<OwnedFd>,
-    /// The pty master (borrowed from `out`), for window sizes and, with `-i`, input.
-    pty: Option<RawFd>,
-    stdin_to_pty: bool,
-    log: Option<logs::Writer>,
-    listener: Option<UnixListener>,
-    clients: Vec<Client>,
-}
-
-fn fd_arg(fd: Option<RawFd>) -> String {
-    fd.unwrap_or(-1).to_string()
-}
-
-fn keep_across_exec(fd: RawFd) {
-    // SAFETY: fcntl on an fd this process owns.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
 }
 
 fn prepare(root: &Path, id: &str, mode: Mode) -> Result<Supervisor, ContainerError> {
@@ -524,26 +458,30 @@ fn prepare(root: &Path, id: &str, mode: Mode) -> Result<Supervisor, ContainerErr
     }
     // Bound before the report, so `start -a` right after `create` finds it.
     let listener = bind_socket(&dir);
-    // SAFETY: dup of the sync socket the Launched owns, to keep it past the Launched.
-    let sync = unsafe { libc::fcntl(launched.sync_fd(), libc::F_DUPFD_CLOEXEC, 3) };
-    Ok(Supervisor {
-        root,
-        id: id.to_string(),
+    // In create mode, an exec error after `start` arrives on the sync socket: kept past the
+    // Launched (a dup of the one it owns).
+    let sync = match mode {
+        // SAFETY: fcntl on the descriptor the Launched owns; the dup is ours.
+        Mode::Create => unsafe { libc::fcntl(launched.sync_fd(), libc::F_DUPFD_CLOEXEC, 3) },
+        Mode::Run => -1,
+    };
+    Ok(Supervisor::new(
+        root.path,
+        id.to_string(),
         dir,
         mode,
-        pid: launched.pid,
-        pidfd: launched.pidfd.take(),
+        launched.pid,
+        launched.pidfd.take(),
         // SAFETY: a fresh fd we own (when the dup worked).
-        sync: (sync >= 0).then(|| unsafe { OwnedFd::from_raw_fd(sync) }),
+        (sync >= 0).then(|| unsafe { OwnedFd::from_raw_fd(sync) }),
         out,
-        err: err_r,
+        err_r,
         stdin,
         pty,
-        stdin_to_pty: lc.open_stdin,
-        log: Some(log),
+        lc.open_stdin,
+        Some(log),
         listener,
-        clients: Vec::new(),
-    })
+    ))
 }
 
 fn bind_socket(dir: &Path) -> Option<UnixListener> {
@@ -555,457 +493,24 @@ fn bind_socket(dir: &Path) -> Option<UnixListener> {
     Some(l)
 }
 
-fn read_some(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
-    // Returns Some(0) at end (or EIO from a pty whose slave is closed), None when nothing is
-    // available now.
-    loop {
-        // SAFETY: reading into a buffer we own.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Some(n as usize);
+/// Records `exit` (see [`record_exit`]), wording a launch error from the container's config.
+fn record_end(root: &StateRoot, id: &str, exit: &Exit) -> Result<(), ContainerError> {
+    let error = exit.child_error.map(|m| {
+        match Container::load(root, id).and_then(|c| c.spec()) {
+            Ok(spec) => launch::child_error_from(&spec, m),
+            Err(_) => LaunchError::Child {
+                step: launch::child::Step::from_u32(m.step).unwrap_or(launch::child::Step::Exec),
+                errno: m.value,
+                message: format!(
+                    "container setup failed: {}",
+                    std::io::Error::from_raw_os_error(m.value)
+                ),
+                exit_code: exit.code,
+            },
         }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => return None,
-            _ => return Some(0),
-        }
-    }
-}
-
-fn write_all_fd(fd: RawFd, mut data: &[u8]) -> bool {
-    while !data.is_empty() {
-        // SAFETY: writing from a buffer we own.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return false;
-        }
-        data = &data[n as usize..];
-    }
-    true
-}
-
-/// Sends to a non-blocking client, waiting at most 2 s for room; false when it should go.
-fn send_client(stream: &UnixStream, data: &[u8]) -> bool {
-    let mut data = data;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !data.is_empty() {
-        // SAFETY: sending from a buffer we own.
-        let n = unsafe {
-            libc::send(
-                stream.as_raw_fd(),
-                data.as_ptr().cast(),
-                data.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if n >= 0 {
-            data = &data[n as usize..];
-            continue;
-        }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => {}
-            Some(libc::EAGAIN) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return false;
-                }
-                let mut p = libc::pollfd {
-                    fd: stream.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, left.as_millis() as libc::c_int) };
-            }
-            _ => return false,
-        }
-    }
-    true
-}
-
-impl Supervisor {
-    /// Replaces this process image with `rootbox-monitor --supervise`, passing the container's
-    /// descriptors by number. Returns only when the exec failed.
-    fn reexec(&mut self) {
-        let raw = |f: &Option<OwnedFd>| f.as_ref().map(|f| f.as_raw_fd());
-        let fds = [
-            ("pidfd", raw(&self.pidfd)),
-            ("sync", raw(&self.sync)),
-            ("out", raw(&self.out)),
-            ("err", raw(&self.err)),
-            ("stdin", raw(&self.stdin)),
-            ("listener", self.listener.as_ref().map(|l| l.as_raw_fd())),
-        ];
-        let mut args: Vec<std::ffi::CString> = Vec::new();
-        let mut push = |s: String| {
-            if let Ok(c) = std::ffi::CString::new(s) {
-                args.push(c);
-            }
-        };
-        push(MONITOR_BIN.into());
-        push("--supervise".into());
-        push("--root".into());
-        push(self.root.path.display().to_string());
-        push("--id".into());
-        push(self.id.clone());
-        push("--mode".into());
-        push(self.mode.as_str().into());
-        push("--pid".into());
-        push(self.pid.to_string());
-        push("--tty".into());
-        push(if self.pty.is_some() { "1" } else { "0" }.into());
-        push("--stdin-to-pty".into());
-        push(if self.stdin_to_pty { "1" } else { "0" }.into());
-        for (name, fd) in fds {
-            push(format!("--{name}"));
-            push(fd_arg(fd));
-            if let Some(fd) = fd {
-                keep_across_exec(fd);
-            }
-        }
-        if args.len() != 14 + 2 * fds.len() {
-            return;
-        }
-        let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-        argv.push(std::ptr::null());
-        // The log is reopened after the exec; what this image buffered is written now.
-        if let Some(mut log) = self.log.take() {
-            log.flush();
-        }
-        // SAFETY: argv is a NULL-terminated array of pointers into `args`, alive for the call;
-        // the environment is passed as it is.
-        unsafe {
-            libc::execv(c"/proc/self/exe".as_ptr(), argv.as_ptr());
-        }
-        // Failed: take the descriptors back and go on in this image.
-        for (_, fd) in fds {
-            if let Some(fd) = fd {
-                // SAFETY: fcntl on an fd this process owns.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
-        }
-        self.log = logs::Writer::open(&self.dir.join(logs::LOG_FILE)).ok();
-    }
-
-    /// Rebuilds the supervisor after the re-exec from `--NAME FD` arguments.
-    fn from_args(
-        root: &Path,
-        id: &str,
-        mode: Mode,
-        opts: &std::collections::HashMap<String, String>,
-    ) -> Option<Supervisor> {
-        let num = |k: &str| opts.get(k).and_then(|v| v.parse::<i32>().ok());
-        let fd = |k: &str| -> Option<OwnedFd> {
-            let n = num(k).filter(|n| *n >= 0)?;
-            // The fds of this list were left open for us by the image before the exec.
-            // SAFETY: we own these descriptors from here on.
-            unsafe { libc::fcntl(n, libc::F_SETFD, libc::FD_CLOEXEC) };
-            // SAFETY: as above.
-            Some(unsafe { OwnedFd::from_raw_fd(n) })
-        };
-        let root = StateRoot {
-            path: root.to_path_buf(),
-        };
-        let dir = root.dir(id);
-        let out = fd("out");
-        let pty = (num("tty") == Some(1))
-            .then(|| out.as_ref().map(|o| o.as_raw_fd()))
-            .flatten();
-        let listener = fd("listener").map(UnixListener::from);
-        Some(Supervisor {
-            dir: dir.clone(),
-            id: id.to_string(),
-            mode,
-            pid: num("pid")?,
-            pidfd: fd("pidfd"),
-            sync: fd("sync"),
-            out,
-            err: fd("err"),
-            stdin: fd("stdin"),
-            pty,
-            stdin_to_pty: num("stdin-to-pty") == Some(1),
-            log: logs::Writer::open(&dir.join(logs::LOG_FILE)).ok(),
-            listener,
-            clients: Vec::new(),
-            root,
-        })
-    }
-
-    fn broadcast(&mut self, kind: u8, data: &[u8]) {
-        let frame = attach::encode(kind, data);
-        for c in &mut self.clients {
-            let wants = match kind {
-                attach::M_EXIT => true,
-                _ => c.hello.is_some_and(|h| h & attach::HELLO_OUTPUT != 0),
-            };
-            if wants && !c.dead && !send_client(&c.stream, &frame) {
-                c.dead = true;
-            }
-        }
-    }
-
-    fn output(&mut self, stream: Stream, data: &[u8]) {
-        if let Some(log) = &mut self.log {
-            log.write(stream, data);
-        }
-        let kind = match stream {
-            Stream::Stdout => attach::M_STDOUT,
-            Stream::Stderr => attach::M_STDERR,
-        };
-        self.broadcast(kind, data);
-    }
-
-    /// Reads what one output fd has; false when it reached its end.
-    fn pump(&mut self, stream: Stream) -> bool {
-        let fd = match stream {
-            Stream::Stdout => self.out.as_ref(),
-            Stream::Stderr => self.err.as_ref(),
-        }
-        .map(|f| f.as_raw_fd());
-        let Some(fd) = fd else { return false };
-        let mut buf = [0u8; 32768];
-        match read_some(fd, &mut buf) {
-            None => true,
-            Some(0) => {
-                match stream {
-                    Stream::Stdout => {
-                        self.pty = None;
-                        self.out = None
-                    }
-                    Stream::Stderr => self.err = None,
-                }
-                false
-            }
-            Some(n) => {
-                self.output(stream, &buf[..n]);
-                true
-            }
-        }
-    }
-
-    fn accept(&mut self) {
-        let Some(l) = &self.listener else { return };
-        while let Ok((s, _)) = l.accept() {
-            if s.set_nonblocking(true).is_ok() {
-                self.clients.push(Client {
-                    stream: s,
-                    hello: None,
-                    buf: Vec::new(),
-                    dead: false,
-                });
-            }
-        }
-    }
-
-    fn client_input(&mut self, i: usize) {
-        let mut chunk = [0u8; 16384];
-        let fd = self.clients[i].stream.as_raw_fd();
-        match read_some(fd, &mut chunk) {
-            None => return,
-            Some(0) => {
-                self.clients[i].dead = true;
-                return;
-            }
-            Some(n) => self.clients[i].buf.extend_from_slice(&chunk[..n]),
-        }
-        let c = &mut self.clients[i];
-        if c.hello.is_none() && !c.buf.is_empty() {
-            c.hello = Some(c.buf.remove(0));
-            if !send_client(&c.stream, &attach::encode(attach::M_READY, &[])) {
-                c.dead = true;
-            }
-        }
-        let may_write = c.hello.is_some_and(|h| h & attach::HELLO_STDIN != 0);
-        let mut frames = Vec::new();
-        while let Some(f) = attach::take_frame(&mut c.buf) {
-            frames.push(f);
-        }
-        if c.buf.len() > attach::MAX_FRAME + 5 {
-            c.dead = true;
-        }
-        for (kind, payload) in frames {
-            match kind {
-                attach::C_STDIN if may_write => {
-                    let pty = self.pty.filter(|_| self.stdin_to_pty);
-                    let target = self.stdin.as_ref().map(|f| f.as_raw_fd()).or(pty);
-                    if let Some(fd) = target {
-                        if !write_all_fd(fd, &payload) && self.pty.is_none() {
-                            self.stdin = None;
-                        }
-                    }
-                }
-                attach::C_STDIN_EOF if may_write => {
-                    // Closing the pipe gives the container its end of input (not for a pty).
-                    self.stdin = None;
-                }
-                attach::C_RESIZE if payload.len() == 4 => {
-                    if let Some(pty) = self.pty {
-                        let ws = libc::winsize {
-                            ws_row: u16::from_be_bytes([payload[0], payload[1]]),
-                            ws_col: u16::from_be_bytes([payload[2], payload[3]]),
-                            ws_xpixel: 0,
-                            ws_ypixel: 0,
-                        };
-                        // SAFETY: TIOCSWINSZ takes a pointer to a winsize.
-                        unsafe { libc::ioctl(pty, libc::TIOCSWINSZ, &ws) };
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn exited(&self) -> bool {
-        if self.pidfd.is_some() {
-            return false;
-        }
-        // Without a pidfd: poll the child.
-        let mut info: libc::siginfo_t =
-            // SAFETY: an all-zero siginfo is a valid out-buffer.
-            unsafe { std::mem::zeroed() };
-        // SAFETY: waitid with WNOWAIT only looks.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                self.pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: si_pid is valid for a filled siginfo from waitid.
-        r == 0 && unsafe { info.si_pid() } != 0
-    }
-
-    fn run(&mut self) {
-        loop {
-            self.clients.retain(|c| !c.dead);
-            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4 + self.clients.len());
-            let pf = |fd: RawFd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let pidfd = self.pidfd.as_ref().map(|f| f.as_raw_fd());
-            fds.push(pf(pidfd.unwrap_or(-1)));
-            fds.push(pf(self.out.as_ref().map_or(-1, |f| f.as_raw_fd())));
-            fds.push(pf(self.err.as_ref().map_or(-1, |f| f.as_raw_fd())));
-            fds.push(pf(self.listener.as_ref().map_or(-1, |l| l.as_raw_fd())));
-            for c in &self.clients {
-                fds.push(pf(c.stream.as_raw_fd()));
-            }
-            let timeout = if pidfd.is_some() { -1 } else { 200 };
-            // SAFETY: `fds` is a valid array of pollfds.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if r < 0 {
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let ready = |i: usize| fds[i].revents != 0;
-            if ready(1) {
-                self.pump(Stream::Stdout);
-            }
-            if ready(2) {
-                self.pump(Stream::Stderr);
-            }
-            if ready(3) {
-                self.accept();
-            }
-            for i in 4..fds.len() {
-                if ready(i) {
-                    self.client_input(i - 4);
-                }
-            }
-            if ready(0) || self.exited() {
-                break;
-            }
-        }
-        self.finish();
-    }
-
-    /// The exit code, and the error when the command never exec'd (create mode: the exec
-    /// after `start` failed, reported on the sync socket).
-    fn reap(&mut self) -> (i32, Option<String>) {
-        let code = launch::wait_pid(self.pid).unwrap_or(-1);
-        if self.mode != Mode::Create {
-            return (code, None);
-        }
-        let Some(sync) = self.sync.take() else {
-            return (code, None);
-        };
-        match launch::sync::recv(sync.as_raw_fd()) {
-            Ok(Some((m, _))) if m.kind == launch::sync::CHILD_ERROR => {
-                let e = match Container::load(&self.root, &self.id).and_then(|c| c.spec()) {
-                    Ok(spec) => launch::child_error_from(&spec, m),
-                    Err(_) => LaunchError::Child {
-                        step: launch::child::Step::from_u32(m.step)
-                            .unwrap_or(launch::child::Step::Exec),
-                        errno: m.value,
-                        message: format!(
-                            "container setup failed: {}",
-                            std::io::Error::from_raw_os_error(m.value)
-                        ),
-                        exit_code: code,
-                    },
-                };
-                (e.exit_code(), Some(e.to_string()))
-            }
-            _ => (code, None),
-        }
-    }
-
-    fn finish(&mut self) {
-        let (code, error) = self.reap();
-        // What is still in the pipes (the rest of the pid namespace is being killed and lets
-        // go of them within moments).
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while (self.out.is_some() || self.err.is_some()) && Instant::now() < deadline {
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.out.as_ref().map_or(-1, |f| f.as_raw_fd()),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: self.err.as_ref().map_or(-1, |f| f.as_raw_fd()),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: valid pollfds.
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) };
-            if fds[0].revents != 0 {
-                self.pump(Stream::Stdout);
-            }
-            if fds[1].revents != 0 {
-                self.pump(Stream::Stderr);
-            }
-        }
-        if let Some(log) = &mut self.log {
-            log.flush();
-        }
-        self.stdin = None;
-        let _ = record_exit(&self.root, &self.id, code, error);
-        // Clients that connected meanwhile (`wait`) get the exit code too.
-        self.accept();
-        for i in 0..self.clients.len() {
-            if self.clients[i].hello.is_none() {
-                self.client_input(i);
-            }
-        }
-        self.broadcast(attach::M_EXIT, &code.to_be_bytes());
-        self.clients.clear();
-        if let Some(l) = self.listener.take() {
-            drop(l);
-            if let Ok(d) = attach::open_dir(&self.dir) {
-                let _ = std::fs::remove_file(attach::short_path(&d));
-            }
-        }
-    }
+        .to_string()
+    });
+    record_exit(root, id, exit.code, error)
 }
 
 /// Records the end of a container's process: status, exit code, finish time, the OOM flag and

@@ -195,13 +195,19 @@ pub fn report_and_exit(sync_fd: RawFd, (step, index, errno): Fail, pp: &ProcessP
         let _ = line.push_bytes(b"\n");
         let _ = sys::write_all(2, line.as_bytes());
     }
-    let code = match (step, errno) {
+    let code = exit_code_of(step, errno);
+    // SAFETY: _exit is async-signal-safe and skips the host's atexit handlers and destructors.
+    unsafe { libc::_exit(code) }
+}
+
+/// The exit code of a container process that failed at `step` with `errno`: 127 when the
+/// command is missing, 126 when it cannot be executed, else 125.
+pub const fn exit_code_of(step: Step, errno: i32) -> i32 {
+    match (step, errno) {
         (Step::FindExecutable | Step::Exec, libc::ENOENT) => 127,
         (Step::FindExecutable | Step::Exec, _) => 126,
         _ => 125,
-    };
-    // SAFETY: _exit is async-signal-safe and skips the host's atexit handlers and destructors.
-    unsafe { libc::_exit(code) }
+    }
 }
 
 /// Until the process is set up, it dies with the thread that launched it: a killed runtime

@@ -304,17 +304,18 @@ pub fn child_error_from(spec: &Spec, m: sync::Msg) -> LaunchError {
 
 fn child_error(errors: &ErrorContext, m: sync::Msg) -> LaunchError {
     let step = Step::from_u32(m.step).unwrap_or(Step::Exec);
-    let exit_code = match (step, m.value) {
-        (Step::FindExecutable | Step::Exec, libc::ENOENT) => 127,
-        (Step::FindExecutable | Step::Exec, _) => 126,
-        _ => 125,
-    };
     LaunchError::Child {
         step,
         errno: m.value,
         message: errors.describe(step, m.index, m.value),
-        exit_code,
+        exit_code: child_exit_code(&m),
     }
+}
+
+/// The exit code of a container whose process sent `m` (a `CHILD_ERROR`): 127 when the
+/// command is missing, 126 when it cannot be executed, else 125.
+pub fn child_exit_code(m: &sync::Msg) -> i32 {
+    child::exit_code_of(Step::from_u32(m.step).unwrap_or(Step::Exec), m.value)
 }
 
 /// Blocks every signal in the calling thread until dropped, so the child starts with all
