@@ -383,12 +383,17 @@ fn container_config(
             },
         ),
     };
-    let mut env: Vec<String> = Vec::new();
+    // Linear: an image may carry a huge Env (the hostile corpus has one).
+    let mut env: Vec<Option<&String>> = Vec::new();
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for e in c.env().iter().flatten().chain(opts.env.iter()) {
         let key = e.split('=').next().unwrap_or(e);
-        env.retain(|old| old.split('=').next() != Some(key));
-        env.push(e.clone());
+        if let Some(i) = at.insert(key, env.len()) {
+            env[i] = None;
+        }
+        env.push(Some(e));
     }
+    let env: Vec<String> = env.into_iter().flatten().cloned().collect();
     let list = |v: Vec<String>| {
         if v.is_empty() {
             serde_json::Value::Null
