@@ -198,7 +198,7 @@ impl Reference {
                 .strip_prefix(OFFICIAL_PREFIX)
                 .filter(|p| !p.contains('/'))
                 .unwrap_or(&self.path);
-            if split_domain(short).0 == DEFAULT_DOMAIN {
+            if split_domain(short) == (DEFAULT_DOMAIN.to_string(), self.path.clone()) {
                 return short.to_string();
             }
         }
@@ -291,12 +291,16 @@ mod tests {
     #[test]
     fn familiar_form_names_the_same_image() {
         // Found by fuzzing (fuzz/fuzz_targets/reference.rs): a Docker Hub path whose first
-        // component has a dot was printed without `docker.io/`, and read back as a registry.
+        // component has a dot was printed without `docker.io/`, and read back as a registry
+        // (or as Docker Hub again, with another path).
         for s in [
             "docker.io/222222docker.o/l222/li",
             "docker.io/my.org/app:1",
             "docker.io/localhost/x",
             "index.docker.io/a:b/c",
+            "docker.io/docker.io/1",
+            "docker.io/index.docker.io/x",
+            "docker.io/library/docker.io",
         ] {
             let Ok(r) = Reference::parse(s) else {
                 continue;
