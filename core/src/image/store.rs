@@ -1098,11 +1098,13 @@ impl Store {
     fn gc_locked(&self) -> Result<u64> {
         let idx = self.read_index()?;
         let (uids, gids) = idmap::mappings(IdMapMode::Auto).unwrap_or_default();
-        // What killed `run`s left of containers they never registered.
+        // What killed `run`s left of containers they never registered (a record that cannot
+        // be removed now stays abandoned, and is tried again by the next GC).
         for (id, rec) in self.container_records()? {
             if rec.abandoned(&id) {
-                let d = self.container_dir(&id)?;
-                userns::remove_tree(&d, &uids, &gids)?;
+                if let Ok(d) = self.container_dir(&id) {
+                    let _ = userns::remove_tree(&d, &uids, &gids);
+                }
             }
         }
         let users = self.containers_using()?;
