@@ -1099,11 +1099,23 @@ impl Store {
         let idx = self.read_index()?;
         let (uids, gids) = idmap::mappings(IdMapMode::Auto).unwrap_or_default();
         // What killed `run`s left of containers they never registered (a record that cannot
-        // be removed now stays abandoned, and is tried again by the next GC).
+        // be removed now stays abandoned, and is tried again by the next GC): abandoned
+        // records, and directories without a record at all (killed while writing it; only
+        // `prepare_container` makes these directories, under the shared store lock, so none
+        // is being made while we hold it exclusively).
         for (id, rec) in self.container_records()? {
             if rec.abandoned(&id) {
                 if let Ok(d) = self.container_dir(&id) {
                     let _ = userns::remove_tree(&d, &uids, &gids);
+                }
+            }
+        }
+        if let Ok(rd) = fs::read_dir(self.root.join("containers")) {
+            for ent in rd.flatten() {
+                let record = ent.path().join("image");
+                if matches!(fs::symlink_metadata(&record), Err(e) if e.kind() == io::ErrorKind::NotFound)
+                {
+                    let _ = userns::remove_tree(&ent.path(), &uids, &gids);
                 }
             }
         }
@@ -1696,6 +1708,13 @@ mod tests {
         // A state directory without a record is a crash's leftover, not a registration.
         fs::create_dir(state.join("gone")).unwrap();
         made("old", None);
+        // Killed while it wrote the record: a directory with only the record's temporary file.
+        fs::create_dir(store.root().join("containers/unrecorded")).unwrap();
+        fs::write(
+            store.root().join("containers/unrecorded/.image.tmp-1-2"),
+            b"{",
+        )
+        .unwrap();
         let users: Vec<String> = store.containers_using().unwrap().into_keys().collect();
         assert_eq!(users, ["alive", "old", "registered"]);
         // The live ones keep the image in use.
