@@ -3,11 +3,13 @@
 # shellcheck disable=SC2317
 # Everything `make test` does, in order:
 #
-#   as root:      setup (tests/setup-root.sh) -> lint -> build -> unit tests -> stage
+#   as root:      setup (tests/setup-root.sh) -> lint -> build -> unit tests -> fuzz build
+#                 -> stage -> short fuzz runs as the unprivileged test user
 #                 -> integration tests as the unprivileged test user -> again as root
 #                 -> C API tests (tests/c/run.sh) as the test user
 #                 -> tests/vm/check.sh (when present)
-#   as non-root:  lint -> build -> unit tests -> integration tests as yourself
+#   as non-root:  lint -> build -> unit tests -> fuzz build and short runs
+#                 -> integration tests as yourself
 #
 # Every step runs even when an earlier one failed (except after a failed build),
 # and a summary says which failed; the exit code is non-zero if any did.
@@ -19,7 +21,9 @@
 #   ROOTBOX_PYTEST_TIMEOUT  limit for one whole pytest run, seconds (default 420)
 #   ROOTBOX_PYENV       virtualenv holding maturin and mypy (default /opt/rootbox-py, made by setup-root.sh)
 #   ROOTBOX_SKIP_LINT=1, ROOTBOX_SKIP_UNIT=1, ROOTBOX_SKIP_ROOT_RUN=1, ROOTBOX_SKIP_VM=1,
-#   ROOTBOX_SKIP_PYTHON=1 (the Python module: wheel, stubtest, tests/python)
+#   ROOTBOX_SKIP_PYTHON=1 (the Python module: wheel, stubtest, tests/python),
+#   ROOTBOX_SKIP_FUZZ=1 (the fuzz targets' build and short runs)
+#   ROOTBOX_FUZZ_SECONDS  how long each fuzz target runs (default 10; fuzz/README.md)
 #   CARGO               cargo binary (default cargo)
 set -euo pipefail
 
@@ -143,6 +147,49 @@ integration_as_self() {
         "${CAP[@]}" "$py" -m pytest -p no:cacheprovider "$REPO/tests/integration" "${EXTRA_PYTEST[@]}" || rc=$?
     pytest_rc_note "$rc"
     return "$rc"
+}
+
+# ---------------------------------------------------------------------------
+# Fuzzing (fuzz/README.md): the targets built here, a short run of each from its seeds; as
+# root the runs are the unprivileged user's (what the unpack target unpacks is hostile).
+# The `quick` profile: a cold build of about 2.3 CPU-minutes (the optimised one takes 4-5).
+FUZZ_SECONDS=${ROOTBOX_FUZZ_SECONDS:-10}
+export FUZZ_PROFILE=quick
+
+fuzz_build() {
+    CARGO="$CARGO" fuzz/run.sh build
+}
+
+stage_fuzz() { # STAGE_DIR
+    local stage=$1 bin
+    bin=$(rustc -vV | sed -n 's/^host: //p')
+    install -d -m 0755 "$stage/fuzz" "$stage/fuzz/bin"
+    cp -r fuzz/run.sh fuzz/seeds fuzz/dict "$stage/fuzz/"
+    for t in $(fuzz/run.sh list); do
+        install -m 0755 "fuzz/target/$bin/$FUZZ_PROFILE/$t" "$stage/fuzz/bin/"
+    done
+    chmod -R a+rX,go-w "$stage/fuzz"
+}
+
+fuzz_as_user() { # STAGE_DIR
+    local stage=$1 home work rc=0
+    home=$(getent passwd "$TEST_USER" | cut -d: -f6)
+    work=$(runuser -u "$TEST_USER" -- mktemp -d /tmp/rbfuzz-work-XXXXXX)
+    runuser -u "$TEST_USER" -- env -i -C "$work" \
+        HOME="$home" USER="$TEST_USER" LOGNAME="$TEST_USER" LANG=C.UTF-8 \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        FUZZ_BIN="$stage/fuzz/bin" FUZZ_WORK="$work" \
+        timeout -k 30 $((FUZZ_SECONDS * 10 + 120)) "$stage/fuzz/run.sh" --no-build all "$FUZZ_SECONDS" || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        rm -rf "$work"
+    else
+        echo "run.sh: a fuzz target failed: its crash inputs and logs are kept in $work/artifacts" >&2
+    fi
+    return "$rc"
+}
+
+fuzz_as_self() {
+    CARGO="$CARGO" fuzz/run.sh --no-build all "$FUZZ_SECONDS"
 }
 
 # ---------------------------------------------------------------------------
@@ -276,6 +323,15 @@ if [ "${ROOTBOX_SKIP_UNIT:-0}" != 1 ]; then
     run_step "unit tests (cargo test --release)" "$CARGO" test --release
 fi
 
+FUZZ_OK=0
+if [ "${ROOTBOX_SKIP_FUZZ:-0}" != 1 ]; then
+    rc=0
+    step "fuzz targets (fuzz/run.sh build)"
+    fuzz_build || rc=$?
+    record "fuzz build" "$rc"
+    [ "$rc" -eq 0 ] && FUZZ_OK=1
+fi
+
 PY_OK=0
 if [ "${ROOTBOX_SKIP_PYTHON:-0}" != 1 ]; then
     rc=0
@@ -291,6 +347,15 @@ if [ "$IS_ROOT" = 1 ]; then
     stage || rc=$?
     record "stage" "$rc"
     [ "$rc" -eq 0 ] || die "staging failed"
+    if [ "$FUZZ_OK" = 1 ]; then
+        rc=0
+        stage_fuzz "$STAGE" || rc=$?
+        if [ "$rc" -eq 0 ]; then
+            run_step "fuzz: each target ${FUZZ_SECONDS}s as $TEST_USER" fuzz_as_user "$STAGE"
+        else
+            record "fuzz: stage the targets" "$rc"
+        fi
+    fi
     run_step "integration tests as $TEST_USER (unprivileged)" integration_as_user "$STAGE"
     run_step "C API tests as $TEST_USER (tests/c)" c_tests_as_user "$STAGE"
     if [ "${ROOTBOX_SKIP_ROOT_RUN:-0}" != 1 ]; then
@@ -305,6 +370,9 @@ if [ "$IS_ROOT" = 1 ]; then
         fi
     fi
 else
+    if [ "$FUZZ_OK" = 1 ]; then
+        run_step "fuzz: each target ${FUZZ_SECONDS}s" fuzz_as_self
+    fi
     run_step "integration tests as $(id -un)" integration_as_self
     run_step "C API tests as $(id -un) (tests/c)" c_tests_as_self
     if [ "$PY_OK" = 1 ]; then

@@ -190,6 +190,30 @@ pub struct Committed {
     pub names: Vec<Reference>,
 }
 
+/// A writer that remembers the errno of its first failed write.
+struct NotingWriter<W> {
+    inner: W,
+    failed: std::rc::Rc<std::cell::Cell<Option<i32>>>,
+}
+
+impl<W: Write> Write for NotingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| self.note(e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|e| self.note(e))
+    }
+}
+
+impl<W> NotingWriter<W> {
+    fn note(&self, e: &io::Error) {
+        if self.failed.get().is_none() && e.kind() != io::ErrorKind::Interrupted {
+            self.failed.set(Some(e.raw_os_error().unwrap_or(libc::EIO)));
+        }
+    }
+}
+
 /// Thaws a container frozen for the commit, however the commit ends.
 struct Frozen(Option<crate::cgroup::Cgroup>);
 
@@ -285,23 +309,32 @@ fn commit_with(
         .join("tmp")
         .join(format!("commit-{}-{}", std::process::id(), c.id()));
     let file = File::create(&tmp).map_err(hosterr("cannot create", &tmp))?;
+    // Errors writing the layer file (a full disk) are told apart from errors reading the
+    // container's files, which come through the same stream.
+    let write_failed = std::rc::Rc::new(std::cell::Cell::new(None));
     let written = (|| -> Result<(Digest, Digest, u64), Error> {
+        let file = NotingWriter {
+            inner: file,
+            failed: write_failed.clone(),
+        };
         let blob_w = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
         let gz = flate2::write::GzEncoder::new(blob_w, flate2::Compression::default());
         let diff_w = HashingWriter::new(gz);
         let mut out = TarOut::new(diff_w, &d.uids, &d.gids);
-        layerdiff::tar_changes(&d.fs, d.upper, &d.changes, &mut out).map_err(ioerr(
-            &c,
-            "reading the writable layer",
-            "",
-        ))?;
+        layerdiff::tar_changes(&d.fs, d.upper, &d.changes, &mut out).map_err(
+            |e| match write_failed.get() {
+                Some(errno) => hosterr("cannot write", &tmp)(io::Error::from_raw_os_error(errno)),
+                None => ioerr(&c, "reading the writable layer", "")(e),
+            },
+        )?;
         let diff_w = out.finish().map_err(hosterr("cannot write", &tmp))?;
         let (gz, diff_id, _) = diff_w.finish();
         let blob_w = gz.finish().map_err(hosterr("cannot write", &tmp))?;
         let (buf, blob, size) = blob_w.finish();
         let f = buf
             .into_inner()
-            .map_err(|e| ImageError::io("cannot write", &tmp, e.into_error()))?;
+            .map_err(|e| ImageError::io("cannot write", &tmp, e.into_error()))?
+            .inner;
         f.sync_data().map_err(hosterr("cannot write", &tmp))?;
         Ok((diff_id, blob, size))
     })();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::idmap;
 use crate::image::config::{self, Applied, LayerFiles};
+use crate::image::store::RecordOwner;
 use crate::image::{Image, Store};
 use crate::rootfs::{Driver, Layers, Setup, VolumeMount, VolumeSource};
 use crate::spec::RunOptions;
@@ -17,6 +18,9 @@ use crate::Error;
 pub struct FromImage<'a> {
     /// The store root (`rootfs::data_root`).
     pub store: &'a Path,
+    /// The state root the container will be registered in (recorded with the store's
+    /// in-use record, so a record whose container never got registered is known).
+    pub state: &'a Path,
     /// The image reference (`busybox`, `localhost:5000/app:1`, `name@sha256:...`, an id).
     pub reference: &'a str,
     /// `--entrypoint`: `None` keeps the image's, `Some("")` clears it.
@@ -46,7 +50,8 @@ pub fn prepare(
     let store = Store::open(Some(req.store.to_path_buf()))?;
     let image = store.resolve(req.reference)?;
     let (uids, gids) = idmap::mappings(opts.idmap)?;
-    let prep = store.prepare_container(id, &image, &uids, &gids)?;
+    let owner = RecordOwner::current(req.state);
+    let prep = store.prepare_container(id, &image, &uids, &gids, owner)?;
     let result = (|| {
         let merged = prep
             .upper

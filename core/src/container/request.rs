@@ -312,6 +312,7 @@ pub fn prepare(req: &RunRequest, dirs: &Dirs) -> Result<Prepared, Error> {
         };
         let from = FromImage {
             store: &dirs.store,
+            state: &dirs.state,
             reference,
             entrypoint: req.entrypoint.as_deref(),
             driver,

@@ -12,6 +12,11 @@
 //! layers/<mapkey>/<diffid-hex>/diff       an unpacked layer (an overlay lower dir)
 //! layers/<mapkey>/<diffid-hex>/meta.json  what it was unpacked from and for
 //! containers/<id>/{upper,work,image}      per-container overlay dirs and the image in use
+//!                               (`image` records the process making the container and its
+//!                               state dir: once that process is gone without registering the
+//!                               container, or the container's state is gone — a killed `run`,
+//!                               a cleared `$XDG_RUNTIME_DIR` — the record holds no image and
+//!                               the next GC removes the directory)
 //! tmp/                          blobs and layers being written (renamed into place when whole)
 //! store.lock, index.lock        flock(2): shared by writers of blobs and layers, exclusive by
 //!                               garbage collection; exclusive around index.json updates

@@ -188,17 +188,21 @@ impl Reference {
         format!("{}/{}", self.domain, self.path)
     }
 
-    /// The name as Docker prints it: `busybox`, `user/app`, `localhost:5000/x`.
+    /// The name as Docker prints it: `busybox`, `user/app`, `localhost:5000/x`. A Docker Hub
+    /// name whose first component looks like a registry (`docker.io/my.org/app`) keeps its
+    /// domain, so that what is printed names the same image when it is typed back.
     pub fn familiar_name(&self) -> String {
         if self.domain == DEFAULT_DOMAIN {
-            self.path
+            let short = self
+                .path
                 .strip_prefix(OFFICIAL_PREFIX)
                 .filter(|p| !p.contains('/'))
-                .unwrap_or(&self.path)
-                .to_string()
-        } else {
-            self.name()
+                .unwrap_or(&self.path);
+            if split_domain(short) == (DEFAULT_DOMAIN.to_string(), self.path.clone()) {
+                return short.to_string();
+            }
         }
+        self.name()
     }
 
     /// `busybox:latest` (familiar name with tag and digest).
@@ -282,6 +286,39 @@ mod tests {
 
     fn norm(s: &str) -> String {
         Reference::parse(s).unwrap().to_string()
+    }
+
+    #[test]
+    fn familiar_form_names_the_same_image() {
+        // Found by fuzzing (fuzz/fuzz_targets/reference.rs): a Docker Hub path whose first
+        // component has a dot was printed without `docker.io/`, and read back as a registry
+        // (or as Docker Hub again, with another path).
+        for s in [
+            "docker.io/222222docker.o/l222/li",
+            "docker.io/my.org/app:1",
+            "docker.io/localhost/x",
+            "index.docker.io/a:b/c",
+            "docker.io/docker.io/1",
+            "docker.io/index.docker.io/x",
+            "docker.io/library/docker.io",
+        ] {
+            let Ok(r) = Reference::parse(s) else {
+                continue;
+            };
+            let again = Reference::parse(&r.familiar()).unwrap();
+            assert_eq!(again, r, "{s} -> {}", r.familiar());
+        }
+        let r = Reference::parse("docker.io/my.org/app:1").unwrap();
+        assert_eq!(r.familiar(), "docker.io/my.org/app:1");
+        assert_eq!(r.familiar_name(), "docker.io/my.org/app");
+        assert_eq!(
+            Reference::parse("user/app").unwrap().familiar(),
+            "user/app:latest"
+        );
+        assert_eq!(
+            Reference::parse("busybox").unwrap().familiar(),
+            "busybox:latest"
+        );
     }
 
     #[test]

@@ -218,6 +218,51 @@ pub struct ContainerImage {
     /// the base of what `commit` records; absent for records written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_config: Option<serde_json::Value>,
+    /// The process that made the record and the state directory it registers the container
+    /// in (absent in records of older versions, which are always taken as in use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<RecordOwner>,
+}
+
+/// Who is making a container from an image: until the container is registered in `state`
+/// (`<state>/<id>/state.json` written), only this process (pid + start time, so a reused pid
+/// is not mistaken for it) can finish it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordOwner {
+    pub pid: i32,
+    /// Start time in clock ticks since boot (`/proc/PID/stat`).
+    pub start: u64,
+    /// The state root the container is registered in (`<state>/<id>`).
+    pub state: PathBuf,
+}
+
+impl RecordOwner {
+    /// This process, registering in `state` (made absolute: the record is read from other
+    /// working directories).
+    pub fn current(state: &Path) -> Option<RecordOwner> {
+        let pid = std::process::id() as i32;
+        Some(RecordOwner {
+            pid,
+            start: crate::container::state::process_start_time(pid)?,
+            state: std::path::absolute(state).ok()?,
+        })
+    }
+}
+
+impl ContainerImage {
+    /// Whether the container `id` this record was written for can never exist: the process
+    /// that was making it is gone and it never registered the container (a `run` killed
+    /// while it unpacked the image, say). Such a record holds nothing a user can see or
+    /// remove: it neither keeps its image "in use" nor survives the next GC.
+    pub fn abandoned(&self, id: &str) -> bool {
+        match &self.owner {
+            None => false,
+            Some(o) => {
+                crate::container::state::process_start_time(o.pid) != Some(o.start)
+                    && !o.state.join(id).join("state.json").exists()
+            }
+        }
+    }
 }
 
 /// `meta.json` of an unpacked layer.
@@ -273,9 +318,11 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| ImageError::io("cannot write", &tmp, e))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_data())
-        .map_err(|e| ImageError::io("cannot write", &tmp, e))?;
+    f.write_all(data).and_then(|_| f.sync_data()).map_err(|e| {
+        // (A full disk must not leave the partial file behind.)
+        let _ = fs::remove_file(&tmp);
+        ImageError::io("cannot write", &tmp, e)
+    })?;
     fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         ImageError::io("cannot write", path, e)
@@ -911,8 +958,18 @@ impl Store {
 
     // ---- removal ----
 
-    /// Containers recorded as using images, by id.
+    /// Containers recorded as using images, by id (records of containers that can never
+    /// exist, see [`ContainerImage::abandoned`], left out).
     pub fn containers_using(&self) -> Result<BTreeMap<String, ContainerImage>> {
+        Ok(self
+            .container_records()?
+            .into_iter()
+            .filter(|(id, rec)| !rec.abandoned(id))
+            .collect())
+    }
+
+    /// Every container record, abandoned or not.
+    fn container_records(&self) -> Result<BTreeMap<String, ContainerImage>> {
         let dir = self.root.join("containers");
         let mut out = BTreeMap::new();
         let rd = match fs::read_dir(&dir) {
@@ -1044,6 +1101,28 @@ impl Store {
 
     fn gc_locked(&self) -> Result<u64> {
         let idx = self.read_index()?;
+        let (uids, gids) = idmap::mappings(IdMapMode::Auto).unwrap_or_default();
+        // What killed `run`s left of containers they never registered (a record that cannot
+        // be removed now stays abandoned, and is tried again by the next GC): abandoned
+        // records, and directories without a record at all (killed while writing it; only
+        // `prepare_container` makes these directories, under the shared store lock, so none
+        // is being made while we hold it exclusively).
+        for (id, rec) in self.container_records()? {
+            if rec.abandoned(&id) {
+                if let Ok(d) = self.container_dir(&id) {
+                    let _ = userns::remove_tree(&d, &uids, &gids);
+                }
+            }
+        }
+        if let Ok(rd) = fs::read_dir(self.root.join("containers")) {
+            for ent in rd.flatten() {
+                let record = ent.path().join("image");
+                if matches!(fs::symlink_metadata(&record), Err(e) if e.kind() == io::ErrorKind::NotFound)
+                {
+                    let _ = userns::remove_tree(&ent.path(), &uids, &gids);
+                }
+            }
+        }
         let users = self.containers_using()?;
         let mut keep_blobs: BTreeSet<String> = BTreeSet::new();
         let mut keep_layers: BTreeSet<String> = BTreeSet::new();
@@ -1086,7 +1165,6 @@ impl Store {
                 }
             }
         }
-        let (uids, gids) = idmap::mappings(IdMapMode::Auto).unwrap_or_default();
         let ldir = self.root.join("layers");
         if let Ok(rd) = fs::read_dir(&ldir) {
             for mapdir in rd.flatten() {
@@ -1311,15 +1389,19 @@ impl Store {
     /// Everything a container made from `img` needs, in the safe order: the in-use record
     /// first (so a concurrent `rmi`/GC keeps the layers), then the layers (unpacked if needed,
     /// lowest first) and the container's `upper`/`work` directories.
+    ///
+    /// `owner`: the process making the container and where it will register it, so a record
+    /// this process never gets to register (it was killed) is known as abandoned.
     pub fn prepare_container(
         &self,
         id: &str,
         img: &Image,
         uids: &[LinuxIdMapping],
         gids: &[LinuxIdMapping],
+        owner: Option<RecordOwner>,
     ) -> Result<PreparedRootfs> {
         let _g = self.lock("store", false)?;
-        self.mark_in_use(id, img, uids, gids)?;
+        self.mark_in_use(id, img, uids, gids, owner)?;
         let made = self
             .layer_dirs_for(img, uids, gids)
             .and_then(|layers| Ok((layers, self.container_dirs(id)?)));
@@ -1345,6 +1427,7 @@ impl Store {
         img: &Image,
         uids: &[LinuxIdMapping],
         gids: &[LinuxIdMapping],
+        owner: Option<RecordOwner>,
     ) -> Result<()> {
         let d = self.container_dir(id)?;
         mkdir_private(&d)?;
@@ -1355,6 +1438,7 @@ impl Store {
             diff_ids: img.diff_ids()?,
             mapping: mapping_key(uids, gids),
             run_config: None,
+            owner,
         };
         let bytes = serde_json::to_vec_pretty(&rec)
             .map_err(|e| ImageError::format("container record", e.to_string()))?;
@@ -1521,7 +1605,9 @@ mod tests {
         ));
 
         let (uids, gids) = idmap::mappings(IdMapMode::Single).unwrap();
-        let prep = store.prepare_container("c1", &img, &uids, &gids).unwrap();
+        let prep = store
+            .prepare_container("c1", &img, &uids, &gids, None)
+            .unwrap();
         assert_eq!(prep.layers.len(), 1);
         assert!(prep.layers[0].join("bin/app").is_file());
         assert!(prep.upper.is_dir() && prep.work.is_dir());
@@ -1584,7 +1670,7 @@ mod tests {
         let img = store.resolve("evil:1").unwrap();
         let (uids, gids) = idmap::mappings(IdMapMode::Single).unwrap();
         let e = store
-            .prepare_container("c1", &img, &uids, &gids)
+            .prepare_container("c1", &img, &uids, &gids, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("climbs out of the layer root"), "{e}");
@@ -1596,6 +1682,77 @@ mod tests {
         );
         // So the image is not "in use": rmi works without --force.
         store.remove(&["evil:1".into()], false).unwrap();
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn records_of_containers_never_registered_do_not_hold_images() {
+        let base = std::env::temp_dir().join(format!(
+            "rootbox-store-test-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        let store = Store::open(Some(base.join("store"))).unwrap();
+        let state = base.join("state");
+        fs::create_dir_all(&state).unwrap();
+        let tar = base.join("rootfs.tar");
+        tarball(&tar);
+        archive::import(&store, &tar, Some("app:1"), &ImportOptions::default()).unwrap();
+        let img = store.resolve("app:1").unwrap();
+        let (uids, gids) = idmap::mappings(IdMapMode::Single).unwrap();
+        // A process that is gone (reaped): the owner of a `run` killed before it registered.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id() as i32;
+        child.wait().unwrap();
+        let me = RecordOwner::current(&state).unwrap();
+        let dead = RecordOwner {
+            pid: dead_pid,
+            ..me.clone()
+        };
+        // The same pid, another start time: a reused pid is not the owner.
+        let reused = RecordOwner {
+            start: me.start + 1,
+            ..me.clone()
+        };
+        let made = |id: &str, owner: Option<RecordOwner>| {
+            store
+                .prepare_container(id, &img, &uids, &gids, owner)
+                .unwrap()
+        };
+        let abandoned = made("gone", Some(dead.clone()));
+        let reused_dir = made("reused", Some(reused));
+        made("alive", Some(me.clone()));
+        made("registered", Some(dead));
+        fs::create_dir(state.join("registered")).unwrap();
+        fs::write(state.join("registered/state.json"), b"{}").unwrap();
+        // A state directory without a record is a crash's leftover, not a registration.
+        fs::create_dir(state.join("gone")).unwrap();
+        made("old", None);
+        // Killed while it wrote the record: a directory with only the record's temporary file.
+        fs::create_dir(store.root().join("containers/unrecorded")).unwrap();
+        fs::write(
+            store.root().join("containers/unrecorded/.image.tmp-1-2"),
+            b"{",
+        )
+        .unwrap();
+        let users: Vec<String> = store.containers_using().unwrap().into_keys().collect();
+        assert_eq!(users, ["alive", "old", "registered"]);
+        // The live ones keep the image in use.
+        let e = store.remove(&["app:1".into()], false).unwrap_err();
+        assert!(e.to_string().contains("alive, old, registered"), "{e}");
+        for id in ["alive", "old", "registered"] {
+            store.remove_container_dirs(id).unwrap();
+        }
+        // rmi without --force, and GC took what the abandoned records held.
+        store.remove(&["app:1".into()], false).unwrap();
+        assert!(!abandoned.upper.exists() && !reused_dir.upper.exists());
+        assert_eq!(
+            fs::read_dir(store.root().join("containers"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert!(!abandoned.layers[0].exists(), "the layer stayed");
         fs::remove_dir_all(&base).unwrap();
     }
 }
