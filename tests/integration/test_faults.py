@@ -64,6 +64,8 @@ def fenv(bins, tmp_path, xdg_runtime_dir):
     shutil.rmtree(e.store / "containers", ignore_errors=True)
     if (e.store / "index.json").exists():
         e.rb("image", "prune", "-a", timeout=120)
+    # (A run killed during the overlay probe leaves the probe's mode-000 work/work dir behind.)
+    run(["chmod", "-R", "u+rwX", str(root)])
     shutil.rmtree(root, ignore_errors=True)
 
 
