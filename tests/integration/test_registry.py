@@ -167,7 +167,9 @@ def stores(tmp_path, bins, xdg_runtime_dir):
     for s in made:
         if (s / "index.json").exists():
             shutil.rmtree(s / "containers", ignore_errors=True)
-            run([bins.rootbox, "image", "prune", "-a"], env={"ROOTBOX_ROOT": str(s), "XDG_RUNTIME_DIR": xdg_runtime_dir})
+            # The build cache too: its layers hold subordinate-id files only rootbox can remove.
+            for cmd in (["builder", "prune"], ["image", "prune", "-a"]):
+                run([bins.rootbox, *cmd], env={"ROOTBOX_ROOT": str(s), "XDG_RUNTIME_DIR": xdg_runtime_dir})
 
 
 @pytest.fixture
