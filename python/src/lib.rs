@@ -438,6 +438,46 @@ impl Drop for Exec {
 // ---------------------------------------------------------------------------------------------
 // Logs
 
+/// The next item a producer thread sends, waited for with the GIL released and in slices,
+/// so that Ctrl-C (KeyboardInterrupt) is seen; `None` once the producer is gone.
+fn recv_interruptible<T: Send>(
+    py: Python<'_>,
+    rx: &std::sync::Mutex<mpsc::Receiver<T>>,
+) -> PyResult<Option<T>> {
+    loop {
+        let got = py.allow_threads(|| match rx.lock() {
+            Ok(rx) => rx.recv_timeout(SLICE),
+            Err(_) => Err(mpsc::RecvTimeoutError::Disconnected),
+        });
+        match got {
+            Ok(v) => return Ok(Some(v)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
+            Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+        }
+    }
+}
+
+/// The next item of a stream of results: `None` at its end; an error ends it and is raised.
+fn next_result<T: Send>(
+    py: Python<'_>,
+    slot: &mut Option<std::sync::Mutex<mpsc::Receiver<Result<T, Error>>>>,
+) -> PyResult<Option<T>> {
+    let Some(rx) = slot.as_ref() else {
+        return Ok(None);
+    };
+    match recv_interruptible(py, rx)? {
+        Some(Ok(v)) => Ok(Some(v)),
+        Some(Err(e)) => {
+            *slot = None;
+            Err(py_err(py, e))
+        }
+        None => {
+            *slot = None;
+            Ok(None)
+        }
+    }
+}
+
 type LogItem = Result<(String, String, Vec<u8>), Error>;
 
 /// Follows a container's log on a thread until the container has stopped.
@@ -451,25 +491,7 @@ struct LogFollower {
 impl LogFollower {
     /// The next entry `(stream, time, data)`; None at the end.
     fn next(&mut self, py: Python<'_>) -> PyResult<Option<(String, String, Py<PyBytes>)>> {
-        let Some(rx) = &self.rx else { return Ok(None) };
-        loop {
-            let got = py.allow_threads(|| match rx.lock() {
-                Ok(rx) => rx.recv_timeout(SLICE),
-                Err(_) => Err(mpsc::RecvTimeoutError::Disconnected),
-            });
-            match got {
-                Ok(Ok((s, t, d))) => return Ok(Some((s, t, PyBytes::new(py, &d).unbind()))),
-                Ok(Err(e)) => {
-                    self.rx = None;
-                    return Err(py_err(py, e));
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.rx = None;
-                    return Ok(None);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
-            }
-        }
+        Ok(next_result(py, &mut self.rx)?.map(|(s, t, d)| (s, t, PyBytes::new(py, &d).unbind())))
     }
 
     /// Stops following.
@@ -628,30 +650,24 @@ impl Transfer {
     /// (then `result` is set). Raises the transfer's error.
     fn next(&mut self, py: Python<'_>) -> PyResult<Option<String>> {
         let Some(rx) = &self.rx else { return Ok(None) };
-        loop {
-            let got = py.allow_threads(|| match rx.lock() {
-                Ok(rx) => rx.recv_timeout(SLICE),
-                Err(_) => Err(mpsc::RecvTimeoutError::Disconnected),
-            });
-            match got {
-                Ok(Event::Line(l)) => return Ok(Some(l)),
-                Ok(Event::Done(r)) => {
-                    self.rx = None;
-                    return match r {
-                        Ok(v) => {
-                            self.result = Some(v);
-                            Ok(None)
-                        }
-                        Err(e) => Err(py_err(py, e)),
-                    };
+        let got = recv_interruptible(py, rx)?;
+        match got {
+            Some(Event::Line(l)) => Ok(Some(l)),
+            Some(Event::Done(r)) => {
+                self.rx = None;
+                match r {
+                    Ok(v) => {
+                        self.result = Some(v);
+                        Ok(None)
+                    }
+                    Err(e) => Err(py_err(py, e)),
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.rx = None;
-                    return Err(PyRuntimeError::new_err(
-                        "rootbox: the transfer thread ended without a result (a panic in the core)",
-                    ));
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            }
+            None => {
+                self.rx = None;
+                Err(PyRuntimeError::new_err(
+                    "rootbox: the transfer thread ended without a result (a panic in the core)",
+                ))
             }
         }
     }
@@ -698,25 +714,7 @@ type Chunk = Result<Vec<u8>, Error>;
 impl Chunks {
     /// The next chunk; None at the end. Raises the error that stopped the stream.
     fn next(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
-        let Some(rx) = &self.rx else { return Ok(None) };
-        loop {
-            let got = py.allow_threads(|| match rx.lock() {
-                Ok(rx) => rx.recv_timeout(SLICE),
-                Err(_) => Err(mpsc::RecvTimeoutError::Disconnected),
-            });
-            match got {
-                Ok(Ok(b)) => return Ok(Some(PyBytes::new(py, &b).unbind())),
-                Ok(Err(e)) => {
-                    self.rx = None;
-                    return Err(py_err(py, e));
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.rx = None;
-                    return Ok(None);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
-            }
-        }
+        Ok(next_result(py, &mut self.rx)?.map(|b| PyBytes::new(py, &b).unbind()))
     }
 
     /// Stops the stream (the thread making it ends at its next write).
