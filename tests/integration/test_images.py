@@ -273,6 +273,26 @@ def inspect_in(rb, store_dir, ref):
     return json.loads(r.out)[0]
 
 
+
+def test_import_of_a_users_own_files_runs(rb, base_rootfs, tmp_path):
+    """A tar of a user's own files (every entry, the root `./` included, owned by uid 1001, as
+    `tar -cf x.tar .` of one's own directory makes it) unpacks and runs: the root's owner
+    change used to fail with 'opening .../diff/: No such file or directory'."""
+    tgz = tmp_path / "own.tar"
+
+    def own(ti):
+        ti.uid, ti.gid, ti.uname, ti.gname = 1001, 1001, "", ""
+        return ti
+
+    with tarfile.open(tgz, "w") as t:
+        t.add(base_rootfs, arcname=".", filter=own)
+    ok(rb("import", tgz, "own:1"))
+    r = ok(rb("run", "--rm", "own:1", "stat", "-c", "%u", "/bin", "/bin/busybox"))
+    owners = set(r.out.split())
+    # Mapped with subordinate ids (or as root) the files keep their owner; with one id, they
+    # are the container root's.
+    assert owners in ({"1001"}, {"0"}), r
+
 def test_import_rootfs_tarball(rb, base_rootfs, tmp_path):
     tgz = tmp_path / "rootfs.tar.gz"
     with tarfile.open(tgz, "w:gz") as t:

@@ -841,7 +841,13 @@ impl Unpacker<'_> {
         if uid == 0 && gid == 0 && privileged.is_empty() {
             return;
         }
-        let Ok(path) = CString::new(join(comps)) else {
+        // The layer's root itself (a tar's `./` entry) is ".": an empty path opens nothing.
+        let joined = join(comps);
+        let Ok(path) = CString::new(if joined.is_empty() {
+            b".".to_vec()
+        } else {
+            joined
+        }) else {
             return;
         };
         self.out.ops.push(OwnerOp {
