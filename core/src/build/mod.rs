@@ -348,6 +348,15 @@ fn lookup_env(img: &Img, vars: &Vars) -> HashMap<String, String> {
     m
 }
 
+/// The history's `created_by` of an ENV or LABEL step: `KW k=v k2=v2`.
+fn pairs_created_by(keyword: &str, pairs: &[(String, Option<String>)]) -> String {
+    let text: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or_default()))
+        .collect();
+    format!("{keyword} {}", text.join(" "))
+}
+
 fn step_err(ins: &Instruction, message: impl Into<String>) -> BuildError {
     BuildError::Step {
         line: ins.line,
@@ -666,14 +675,7 @@ impl Builder<'_> {
             Kind::From { .. } => return Err(step_err(ins, "FROM inside a stage").into()),
             Kind::Env(t) => {
                 let pairs = kv("ENV", t)?;
-                let by = format!(
-                    "ENV {}",
-                    pairs
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", v.clone().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
+                let by = pairs_created_by("ENV", &pairs);
                 meta = Some((
                     by,
                     Box::new(move |img: &mut Img| {
@@ -692,14 +694,7 @@ impl Builder<'_> {
             }
             Kind::Label(t) => {
                 let pairs = kv("LABEL", t)?;
-                let by = format!(
-                    "LABEL {}",
-                    pairs
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", v.clone().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
+                let by = pairs_created_by("LABEL", &pairs);
                 meta = Some((
                     by,
                     Box::new(move |img: &mut Img| {
