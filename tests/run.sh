@@ -54,18 +54,34 @@ record() { # record NAME RC: with the seconds since the previous record (the CI 
         FAILED=1
     fi
 }
+# Each step's output is also kept in STEP_LOGS; the summary ends with the lines of a failed
+# step that say why (CI shows only the end of a long output).
+STEP_LOGS=$(mktemp -d "${TMPDIR:-/tmp}/rootbox-test-logs.XXXXXX")
+declare -a WHY=()
 run_step() { # run_step NAME CMD... : run, record, never abort
-    local name=$1 rc=0
+    local name=$1 rc=0 log
     shift
     step "$name"
-    "$@" || rc=$?
+    log=$STEP_LOGS/${#SUMMARY[@]}.log
+    "$@" > >(tee "$log") 2>&1 || rc=$?
+    wait $! 2>/dev/null || true # tee's last lines
     record "$name" "$rc"
+    if [ "$rc" -ne 0 ]; then
+        WHY+=("-- $name:")
+        mapfile -t -O "${#WHY[@]}" WHY < <(grep -a -E \
+            '^(not ok|FAILED|FAIL|ERROR|E  )|[^_]FAIL|panicked|^error|[0-9]+ (failed|errors?)\b' "$log" \
+            | grep -av '^PASS' | cut -c1-300 | tail -n 8)
+    fi
     return 0
 }
 summary() {
     printf '\n==== summary ====\n'
     printf '%s\n' "${SUMMARY[@]}"
     printf 'total %dm%02ds\n' $((SECONDS / 60)) $((SECONDS % 60))
+    if [ "${#WHY[@]}" -gt 0 ]; then
+        printf '\n==== why (failure lines of each failed step; whole logs in %s) ====\n' "$STEP_LOGS"
+        printf '%s\n' "${WHY[@]}"
+    fi
 }
 die() {
     echo "run.sh: $*" >&2

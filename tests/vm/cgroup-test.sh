@@ -17,9 +17,17 @@ W=/tmp/cgtest
 mkdir -p "$W" "$STATE"
 
 n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
+# Each result says how long its test took (uptime since the previous result): when the VM is slow
+# or a step hangs, run.sh's timeout report shows where the time went.
+T0=$(cut -d' ' -f1 /proc/uptime)
+took() {  # sets TOOK, e.g. "1.3s" (not in a subshell: T0 must move on)
+    t=$(cut -d' ' -f1 /proc/uptime)
+    TOOK=$(awk -v a="$T0" -v b="$t" 'BEGIN { printf "%.1fs", b - a }')
+    T0=$t
+}
+ok() { n=$((n + 1)); took; echo "ok $n - $1 [$TOOK]"; }
 not_ok() {
-    n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift
+    n=$((n + 1)); failed=$((failed + 1)); took; echo "not ok $n - $1 [$TOOK]"; shift
     for l in "$@"; do printf '%s\n' "$l" | sed 's/^/#   /'; done
 }
 field() { sed -n "s/^$2 //p" "$1" 2>/dev/null; }  # field FILE KEY
@@ -162,10 +170,22 @@ fi
 
 # --- cpu: --cpus 0.5 gets half a CPU -----------------------------------------------------------
 run_in --name cpu --cpus 0.5 -- sh -c 'while :; do :; done' >/dev/null 2>&1 &
+cpu_job=$!
+# finish_job PID: wait for a background job, at most 30 s; then kill it and every container
+# cgroup left under $BASE (a busy loop that never ends would hang the whole VM run).
+finish_job() {
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ "$i" -lt 300 ]; do i=$((i + 1)); sleep 0.1; done
+    if kill -0 "$1" 2>/dev/null; then
+        for k in "$BASE"/*/cgroup.kill; do [ -e "$k" ] && echo 1 >"$k"; done
+        kill -9 "$1" 2>/dev/null
+    fi
+    wait "$1" 2>/dev/null
+}
 # The cgroup is named after the container's id (the name is only a label).
 cid_of() { rb inspect "$1" 2>/dev/null | sed -n 's/^ *"Id": "\([0-9a-f]*\)".*/\1/p' | head -1; }
 CPU=
-for _ in $(seq 100); do
+for _ in $(seq 300); do
     c=$(cid_of cpu)
     if [ -n "$c" ] && [ -e "$BASE/$c/cpu.stat" ]; then CPU=$BASE/$c; break; fi
     sleep 0.1
@@ -194,12 +214,12 @@ if [ -n "$CPU" ]; then
         not_ok "rootbox stats --format json" "$js"
     fi
     echo 1 >"$CPU/cgroup.kill"
-    wait
+    finish_job "$cpu_job"
     wait_for "[ ! -e $CPU ]" 50 && ok "killed through its cgroup: rootbox run ends and removes it" \
         || not_ok "rootbox run removes its cgroup after a kill" "$(ls "$BASE")"
 else
-    not_ok "--cpus 0.5 container starts" "$(ls "$BASE" 2>&1)"
-    wait
+    not_ok "--cpus 0.5 container starts" "$(ls "$BASE" 2>&1)" "$(rb ps -a 2>&1)"
+    finish_job "$cpu_job"
 fi
 out=$(run_in --cpu-shares 1024 --cpu-quota 25000 --cpu-period 50000 -- sh -c 'cat /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/cpu.max' 2>&1)
 if [ "$(echo $out)" = "100 25000 50000" ]; then

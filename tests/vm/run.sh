@@ -11,7 +11,8 @@
 #   --env NAME=VALUE   set an environment variable for the test script.
 #   --module NAME      load one more kernel module (with its dependencies) at boot; the defaults
 #                      are $ROOTBOX_VM_MODULES or "overlay fuse tun veth".
-#   --timeout SECS     kill the VM after SECS seconds (default 300).
+#   --timeout SECS     kill the VM after SECS seconds (default 600: ten times what the
+#                      tests take under TCG here, for slower emulation elsewhere).
 #   --kernel-log       show kernel messages (boot log, OOM reports) on the console.
 #   --test SCRIPT      the script to run (it gets a #! line of its own: /bin/sh is busybox).
 #
@@ -36,7 +37,7 @@ usage() { sed -n '3,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 bins=() files=() envs=() modules=()
 read -r -a modules <<<"${ROOTBOX_VM_MODULES:-overlay fuse tun veth}"
-test_script='' timeout=300 klog=0
+test_script='' timeout=600 klog=0
 while [ $# -gt 0 ]; do
     case $1 in
         --bin) [ $# -ge 2 ] || usage; bins+=("$2"); shift 2 ;;
@@ -208,7 +209,9 @@ elapsed=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
 
 qrc=${statuses[0]}
 if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
-    printf 'vm/run: FAIL: timed out after %ss (log: %s)\n' "$timeout" "$log" >&2
+    last=$(grep -a -E '^(not )?ok [0-9]+ ' "$log" | tail -n1 || true)
+    printf 'vm/run: FAIL: timed out after %ss; the last result before it: %s (log: %s)\n' \
+        "$timeout" "${last:-none}" "$log" >&2
     exit 124
 fi
 if grep -aq '^ROOTBOX-VM-ERROR ' "$log"; then
