@@ -41,7 +41,7 @@ demo: build
 ## header: regenerate include/rootbox.h from ffi/src with cbindgen (ffi/cbindgen.toml); a unit
 ##         test fails while the committed header is stale
 header:
-	ROOTBOX_BLESS=1 $(CARGO) test -p rootbox-ffi --test header
+	ROOTBOX_BLESS=1 $(CARGO) test -p rootbox-ffi-header
 
 ## install: the C library (libcontainer.so.$(VERSION) + links, libcontainer.a), include/rootbox.h,
 ##          rootbox.pc and the container monitor (libexec/rootbox: rootbox-monitor and its
@@ -75,11 +75,12 @@ test:
 ## lint: rustfmt and clippy, warnings are errors
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## unit: Rust unit tests only
+## unit: Rust unit tests only (and the freshness check of include/rootbox.h)
 unit:
 	$(CARGO) test --release
+	$(CARGO) test -p rootbox-ffi-header
 
 ## bench: rootbox side by side with its peers, ratios against targets in
 ##        bench/results/summary.md and summary.png (see docs/PERFORMANCE.md):

@@ -325,7 +325,7 @@ fi
 
 if [ "${ROOTBOX_SKIP_LINT:-0}" != 1 ]; then
     run_step "cargo fmt --check" "$CARGO" fmt --all --check
-    run_step "cargo clippy" "$CARGO" clippy --all-targets -- -D warnings
+    run_step "cargo clippy" "$CARGO" clippy --workspace --all-targets -- -D warnings
 fi
 
 step "cargo build --release"
@@ -337,6 +337,8 @@ record "build" "$rc"
 if [ "${ROOTBOX_SKIP_UNIT:-0}" != 1 ]; then
     # --release reuses the release build's dependencies (2 cores: one dependency build, not two).
     run_step "unit tests (cargo test --release)" "$CARGO" test --release
+    run_step "include/rootbox.h is current (cargo test -p rootbox-ffi-header)" \
+        "$CARGO" test -p rootbox-ffi-header
 fi
 
 FUZZ_OK=0

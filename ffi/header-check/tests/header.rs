@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 #[test]
 fn committed_header_is_current() {
-    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let header = crate_dir.join("../include/rootbox.h");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .unwrap_or_else(|e| panic!("ffi/cbindgen.toml: {e}"));
