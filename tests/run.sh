@@ -63,8 +63,12 @@ run_step() { # run_step NAME CMD... : run, record, never abort
     shift
     step "$name"
     log=$STEP_LOGS/${#SUMMARY[@]}.log
-    "$@" > >(tee "$log") 2>&1 || rc=$?
-    wait $! 2>/dev/null || true # tee's last lines
+    local -a st
+    set +e
+    "$@" 2>&1 | tee "$log"
+    st=("${PIPESTATUS[@]}")
+    set -e
+    rc=${st[0]}
     record "$name" "$rc"
     if [ "$rc" -ne 0 ]; then
         WHY+=("-- $name:")
