@@ -20,11 +20,26 @@ use super::sync::{self, Msg};
 use crate::rootfs::{overlay, LayeredMount, LayeredPlan};
 use crate::sys::{self, StackPath};
 
-/// A setup step, reported with an error so the parent can say what failed.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    WaitMapping = 1,
+/// Defines [`Step`] (numbered from 1, as the parent reads them back) and its list, from one
+/// list of names.
+macro_rules! steps {
+    ($first:ident, $($name:ident),+ $(,)?) => {
+        /// A setup step, reported with an error so the parent can say what failed.
+        #[repr(u32)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Step {
+            $first = 1,
+            $($name,)+
+        }
+
+        impl Step {
+            const ALL: &'static [Step] = &[Step::$first, $(Step::$name,)+];
+        }
+    };
+}
+
+steps!(
+    WaitMapping,
     TimeNamespace,
     Hostname,
     Propagation,
@@ -59,49 +74,11 @@ pub enum Step {
     Signals,
     MountPoint,
     MountLayers,
-}
+);
 
 impl Step {
     pub fn from_u32(v: u32) -> Option<Step> {
-        use Step::*;
-        const ALL: [Step; 35] = [
-            WaitMapping,
-            TimeNamespace,
-            Hostname,
-            Propagation,
-            PrepareMount,
-            BindRootfs,
-            HookPause,
-            PivotRoot,
-            AttachMount,
-            DevSymlink,
-            MaskPath,
-            Sysctl,
-            ReadonlyPath,
-            ReadonlyRoot,
-            OomScore,
-            Chdir,
-            FindExecutable,
-            Tty,
-            Ready,
-            StartFifo,
-            Init,
-            Rlimit,
-            Capabilities,
-            Groups,
-            SetGid,
-            SetUid,
-            NoNewPrivs,
-            Seccomp,
-            Exec,
-            JoinNamespaces,
-            Fork,
-            Stdio,
-            Signals,
-            MountPoint,
-            MountLayers,
-        ];
-        ALL.into_iter().find(|s| *s as u32 == v)
+        Step::ALL.iter().copied().find(|s| *s as u32 == v)
     }
 }
 
@@ -993,4 +970,20 @@ pub fn run_exec(pidfd: RawFd, ns_flags: libc::c_int, pp: &ProcessPlan, ctx: &mut
         Err(e) => e,
     };
     report_and_exit(ctx.sync, err, pp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Step;
+
+    #[test]
+    fn every_step_reads_back_from_its_number() {
+        assert_eq!(Step::ALL.len(), 35);
+        for (i, s) in Step::ALL.iter().enumerate() {
+            assert_eq!(*s as u32, i as u32 + 1);
+            assert_eq!(Step::from_u32(*s as u32), Some(*s));
+        }
+        assert_eq!(Step::from_u32(0), None);
+        assert_eq!(Step::from_u32(Step::ALL.len() as u32 + 1), None);
+    }
 }
