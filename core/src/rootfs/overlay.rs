@@ -262,10 +262,38 @@ pub fn probe_cached_in(store: &Path) -> Probe {
 /// file and replaces a lower directory through it, and checks that the upper layer got a
 /// whiteout (char 0/0) and an opaque directory (`user.overlay.opaque=y`).
 pub fn probe_in(dir: &Path) -> Result<(), String> {
+    sweep_abandoned_probes(dir, std::time::Duration::from_secs(60));
     let base = dir.join(format!("probe-{}", &super::random_hex()[..16]));
     let r = probe_at(&base);
     let _ = super::remove_tree(&base);
     r
+}
+
+/// Removes this user's `probe-*` directories under `dir` older than `age`: what a probe killed
+/// before its clean-up left (a probe takes milliseconds, and its directory's time is its start).
+fn sweep_abandoned_probes(dir: &Path, age: std::time::Duration) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for e in entries.flatten() {
+        if !e.file_name().as_encoded_bytes().starts_with(b"probe-") {
+            continue;
+        }
+        let Ok(md) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        let old = md
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|a| a > age);
+        if md.is_dir() && md.uid() == me && old {
+            let _ = super::remove_tree(&e.path());
+        }
+    }
 }
 
 fn probe_at(base: &Path) -> Result<(), String> {
@@ -445,6 +473,27 @@ mod tests {
             work: PathBuf::from(format!("{prefix}/w")),
             driver: super::super::Driver::Overlay,
         }
+    }
+
+    #[test]
+    fn abandoned_probe_directories_are_swept() {
+        let dir = std::env::temp_dir().join(format!("rb-sweep-{}", super::super::random_hex()));
+        let (stale, fresh, other) = (dir.join("probe-aa"), dir.join("probe-bb"), dir.join("keep"));
+        for d in [&stale, &fresh, &other] {
+            std::fs::create_dir_all(d.join("work/work")).unwrap();
+        }
+        let ago = std::time::SystemTime::now() - std::time::Duration::from_secs(300);
+        for d in [&stale, &other] {
+            std::fs::File::open(d)
+                .unwrap()
+                .set_times(std::fs::FileTimes::new().set_modified(ago))
+                .unwrap();
+        }
+        sweep_abandoned_probes(&dir, std::time::Duration::from_secs(60));
+        assert!(!stale.exists(), "a 5-minute-old probe directory is removed");
+        assert!(fresh.exists(), "a probe at work now is left alone");
+        assert!(other.exists(), "only probe-* directories are touched");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
