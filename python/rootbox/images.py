@@ -411,7 +411,9 @@ class ImageCollection:
         (``rm``/``forcerm`` have nothing to change); ``timeout``, ``encoding`` and
         ``use_config_proxy`` concern a daemon connection and are ignored. Not supported
         (``InvalidArgument``): ``pull``, ``container_limits``, ``shmsize``, ``cache_from``,
-        ``squash``, ``extra_hosts``, ``isolation``, a ``platform`` other than this host's."""
+        ``squash``, ``extra_hosts``, ``isolation``, a ``platform`` other than this host's.
+        Ctrl-C cancels the build: the running step's container is killed and removed, no
+        image is tagged, and ``KeyboardInterrupt`` is raised."""
         for name, value in (
             ("pull", pull),
             ("container_limits", container_limits),

@@ -1475,8 +1475,8 @@ impl Runtime {
     }
 
     /// Builds an image from a Dockerfile: `(image id, build output)`. A failure raises with
-    /// the output so far as the exception's `output`. Ctrl-C stops waiting (the build goes
-    /// on to its end on its thread).
+    /// the output so far as the exception's `output`. Ctrl-C cancels the build: its running
+    /// step's container is killed and removed, then KeyboardInterrupt is raised.
     #[pyo3(signature = (context, dockerfile=None, tags=Vec::new(), build_args=Vec::new(), target=None, no_cache=false, labels=Vec::new(), network=None))]
     #[allow(clippy::too_many_arguments)]
     fn build(
@@ -1491,6 +1491,7 @@ impl Runtime {
         labels: Vec<String>,
         network: Option<String>,
     ) -> PyResult<(String, Py<PyBytes>)> {
+        let cancel = Arc::new(AtomicBool::new(false));
         let opts = BuildOptions {
             context,
             dockerfile,
@@ -1501,11 +1502,22 @@ impl Runtime {
             labels,
             network,
             idmap: None,
+            cancel: Some(cancel.clone()),
         };
         let dirs = self.dirs.clone();
         let out = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut w = SharedOut(out.clone());
-        let r = wait_thread(py, move || build::build(&dirs, &opts, &mut w), None, |_| {})?;
+        // Ctrl-C cancels the build and waits (a bounded while) for it to clean up: the step's
+        // container is killed and removed before KeyboardInterrupt reaches the caller.
+        let r = wait_thread(
+            py,
+            move || build::build(&dirs, &opts, &mut w),
+            None,
+            move |rx| {
+                cancel.store(true, Ordering::SeqCst);
+                let _ = rx.recv_timeout(Duration::from_secs(30));
+            },
+        )?;
         let log = out.lock().map(|v| v.clone()).unwrap_or_default();
         match r {
             Ok(b) => Ok((b.id.to_string(), PyBytes::new(py, &log).unbind())),

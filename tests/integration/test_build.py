@@ -8,13 +8,16 @@ import gzip
 import io
 import json
 import os
+import signal
+import subprocess
 import tarfile
+import tempfile
 import time
 
 import pytest
 
 import imagebuild as ib
-from util import run, subids_missing_reason
+from util import _base_env, run, subids_missing_reason
 
 BASE = "test/busybox:1"
 
@@ -64,6 +67,7 @@ def rb(bins, tmp_path, xdg_runtime_dir, archive):
         return run([bins.rootbox, *args], env=env, **kw)
 
     call.store = store
+    call.env = env
     r = call("load", "-i", archive)
     assert r.rc == 0, r
     yield call
@@ -223,6 +227,35 @@ def test_failing_run_fails_the_build_and_keeps_the_tag(rb, tmp_path):
     assert image_id(good.out).split(":")[1][:12] in ok(rb("images")).out
     # No container is left behind.
     assert ok(rb("ps", "-aq")).out.strip() == ""
+
+
+def test_ctrl_c_cancels_the_build(rb, bins, tmp_path):
+    """SIGINT (Ctrl-C) while a RUN step runs: the step's container is killed and removed, the
+    build says it was cancelled and exits 130 within seconds, and nothing is tagged."""
+    ctx = app_context(tmp_path, "FROM test/busybox:1\nRUN echo step started; sleep 60\nRUN touch /never\n")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen([str(bins.rootbox), "build", "-t", "cancelled:1", str(ctx)],
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                             env=_base_env(rb.env, ()), start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and b"step started" not in (out.seek(0) or out.read()):
+                assert p.poll() is None, "the build ended before its RUN step started"
+                time.sleep(0.05)
+            t = time.monotonic()
+            p.send_signal(signal.SIGINT)
+            rc = p.wait(timeout=30)
+            took = time.monotonic() - t
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        err.seek(0)
+        msg = err.read().decode()
+    assert rc == 130 and "the build was cancelled" in msg, (rc, msg)
+    assert took < 15, f"the build went on for {took:.0f}s after SIGINT"
+    assert ok(rb("ps", "-aq")).out.strip() == ""
+    assert rb("image", "inspect", "cancelled:1").rc != 0
 
 
 @pytest.mark.parametrize(

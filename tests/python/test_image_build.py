@@ -4,7 +4,10 @@ that then runs; failing steps raise BuildError with the log."""
 from __future__ import annotations
 
 import io
+import signal
 import tarfile
+import threading
+import time
 
 import pytest
 
@@ -91,3 +94,36 @@ def test_build_bad_inputs(own_store_client, tmp_path):
         c.images.build(path=ctx, tag="Bad:Tag:")
     with pytest.raises(ValueError, match="squash"):
         c.images.build(path=ctx, squash=True)
+
+
+def test_ctrl_c_cancels_the_build(own_store_client, tmp_path):
+    """Ctrl-C while a RUN step runs: the step's container is killed and removed, nothing is
+    tagged, and KeyboardInterrupt comes within seconds (not after the step's 60 s)."""
+    c = own_store_client
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nRUN echo step started; sleep 60\nRUN touch /never\n")
+    main = threading.main_thread().ident
+    seen = []
+
+    def interrupt_once_the_step_runs():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            running = [ct for ct in c.containers.list() if ct.status == "running"]
+            if running:
+                seen.extend(ct.id for ct in running)
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_the_step_runs, daemon=True).start()
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        c.images.build(path=str(ctx), tag="py/cancelled:1")
+    took = time.monotonic() - t
+    assert seen, "the RUN step's container was never seen running"
+    assert took < 30, f"the build went on for {took:.0f}s after Ctrl-C"
+    assert c.containers.list(all=True) == []
+    with pytest.raises(rootbox.ImageNotFound):
+        c.images.get("py/cancelled:1")

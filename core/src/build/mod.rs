@@ -25,6 +25,8 @@ pub mod run;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -66,6 +68,8 @@ pub enum BuildError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("the build was cancelled")]
+    Cancelled,
 }
 
 impl BuildError {
@@ -80,6 +84,7 @@ impl BuildError {
     pub fn errno(&self) -> Option<i32> {
         match self {
             BuildError::Io { source, .. } => source.raw_os_error(),
+            BuildError::Cancelled => Some(libc::ECANCELED),
             _ => None,
         }
     }
@@ -118,6 +123,18 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// `--idmap` for RUN steps.
     pub idmap: Option<String>,
+    /// Set from another thread to stop the build: checked before each instruction, and a RUN
+    /// step's container is killed (the build then fails with [`BuildError::Cancelled`] and
+    /// leaves no container behind).
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl BuildOptions {
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    }
 }
 
 /// What `build` made.
@@ -574,6 +591,9 @@ impl Builder<'_> {
         };
         let mut cmd_set = false;
         for ins in &stage.instructions {
+            if self.opts.cancelled() {
+                return Err(BuildError::Cancelled.into());
+            }
             self.header(ins);
             img = self.instruction(ins, img, &mut vars, global, done, &mut cmd_set)?;
         }

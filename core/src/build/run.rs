@@ -146,7 +146,27 @@ pub(super) fn run_step(
     // The output as it comes (and kept for a hint on failure).
     let mut tail: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 1 << 14];
+    let mut killed = false;
     loop {
+        if b.opts.cancel.is_some() && !killed {
+            // Waiting in slices, so that a cancel kills the step's container; its output then
+            // ends and the loop with it.
+            let mut p = libc::pollfd {
+                fd: r.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the pipe this function owns.
+            let n = unsafe { libc::poll(&mut p, 1, 100) };
+            if b.opts.cancelled() {
+                // SAFETY: the step's container process, started above and not yet waited for.
+                unsafe { libc::kill(fg.running.pid(), libc::SIGKILL) };
+                killed = true;
+            }
+            if n == 0 {
+                continue;
+            }
+        }
         match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
@@ -163,6 +183,9 @@ pub(super) fn run_step(
         }
     }
     let exit = fg.wait(false)?;
+    if killed {
+        return Err(BuildError::Cancelled.into());
+    }
     if exit.code != 0 {
         if let Some(h) = single_id_hint(b, &tail) {
             let _ = writeln!(b.out, "{h}");

@@ -2,6 +2,8 @@
 //! work is `rootbox_core::build`.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use rootbox_core::build::{self, BuildOptions};
@@ -9,6 +11,19 @@ use rootbox_core::container::request::Dirs;
 use rootbox_core::image::store::human_size;
 use rootbox_core::image::Store;
 use rootbox_core::Error;
+
+/// Ctrl-C (SIGINT) or SIGTERM cancels the build: the step's container is killed and removed,
+/// and the build ends with "cancelled"; a second one ends the process at once.
+fn cancel_on_interrupt() -> Arc<AtomicBool> {
+    use signal_hook::consts::signal::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Without the handlers the signal's default ends the build as before.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
+            .and_then(|_| signal_hook::flag::register(sig, flag.clone()));
+    }
+    flag
+}
 
 #[derive(Subcommand, Debug)]
 pub enum BuildCmd {
@@ -81,11 +96,19 @@ pub fn dispatch(cmd: BuildCmd, dirs: &Dirs) -> Result<i32, Error> {
                 labels: a.labels,
                 network: a.network,
                 idmap: a.idmap,
+                cancel: Some(cancel_on_interrupt()),
             };
-            let built = if a.quiet {
-                build::build(dirs, &opts, &mut std::io::sink())?
+            let r = if a.quiet {
+                build::build(dirs, &opts, &mut std::io::sink())
             } else {
-                build::build(dirs, &opts, &mut std::io::stdout())?
+                build::build(dirs, &opts, &mut std::io::stdout())
+            };
+            let built = match r {
+                Err(Error::Build(build::BuildError::Cancelled)) => {
+                    eprintln!("rootbox: the build was cancelled");
+                    return Ok(130);
+                }
+                r => r?,
             };
             if a.quiet {
                 println!("{}", built.id);
