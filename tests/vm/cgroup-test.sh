@@ -4,7 +4,7 @@
 # `rootbox-runtime`, against kernel-enforced limits in the subtree delegated to the user.
 #
 # Environment (from check.sh's --env): ROOTBOX, ROOTBOX_RUNTIME (the binaries), ROOTFS (a
-# busybox rootfs from tests/lib/mk-busybox-rootfs.sh).
+# busybox rootfs from tests/lib/mk-busybox-rootfs.sh), IMAGE_TAR (the same as a tarball).
 # Output: TAP lines, then "N passed, N failed"; exit status 0 only if all passed.
 set -u
 
@@ -350,6 +350,41 @@ if [ -n "${ROOTBOX_MONITOR:-}" ] && cid=$(rb run -d --network none --name frz --
     if [ ! -e "$cg" ]; then ok "rootbox rm removes the detached container's cgroup"; else not_ok "rm removes the cgroup" "$(ls "$cg")"; fi
 else
     not_ok "rootbox run -d under the monitor" "${cid:-ROOTBOX_MONITOR not set}"
+fi
+
+# --- rootbox commit freezes the container; a commit killed meanwhile does not leave it frozen ----
+# The container writes 16 MiB of random data so that the commit (tar + gzip under TCG) takes long
+# enough to be caught frozen and SIGKILLed; the next command that loads the container thaws it.
+rb import "${IMAGE_TAR:-/nonexistent: IMAGE_TAR not set}" bb:vm >/dev/null 2>"$W/import.err"
+if cid=$(rb run -d --network none --name cmt bb:vm \
+        sh -c 'dd if=/dev/urandom of=/big bs=1M count=16 2>/dev/null; touch /ready; exec sleep 1000' 2>&1) \
+    && wait_for "$ROOTBOX exec cmt test -e /ready" 600; then
+    cg=$BASE/$cid
+    out=
+    "$ROOTBOX" commit cmt cmt:killed >/dev/null 2>&1 &  # not through rb(): $! must be rootbox itself
+    cpid=$!
+    i=0; while [ "$(field "$cg/cgroup.events" frozen)" != 1 ] && kill -0 "$cpid" 2>/dev/null && [ $i -lt 2000 ]; do i=$((i + 1)); done
+    was=$(field "$cg/cgroup.events" frozen)
+    kill -9 "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null
+    still=$(field "$cg/cgroup.events" frozen)
+    st=$(rb ps -a 2>&1)
+    after=$(field "$cg/cgroup.events" frozen)
+    if [ "$was" = 1 ] && [ "$still" = 1 ] && [ "$after" = 0 ] && out=$(rb exec cmt echo alive 2>&1) && [ "$out" = alive ]; then
+        ok "a commit SIGKILLed while the container is frozen: the next command (ps) thaws it"
+    else
+        not_ok "a killed commit leaves no frozen container" "frozen during: $was, after the kill: $still, after ps: $after" "$st" "${out:-}"
+    fi
+    out=$(rb commit cmt cmt:whole 2>&1); rc=$?
+    if [ $rc = 0 ] && [ "$(field "$cg/cgroup.events" frozen)" = 0 ] \
+        && [ "$(rb run --rm --network none cmt:whole sh -c 'wc -c </big')" = 16777216 ]; then
+        ok "rootbox commit of a running container: it is thawed after, the image has its file"
+    else
+        not_ok "rootbox commit of a running container" "rc=$rc $out" "$(cat "$cg/cgroup.events" 2>&1)"
+    fi
+    rb rm -f cmt >/dev/null 2>&1
+else
+    not_ok "rootbox run -d from an imported image" "${cid:-}" "$(cat "$W/import.err" 2>&1)" "$(rb ps -a 2>&1)"
+    rb rm -f cmt >/dev/null 2>&1
 fi
 
 # --- nothing left behind -------------------------------------------------------------------

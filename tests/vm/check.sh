@@ -35,6 +35,9 @@ vbin=/opt/rootbox/bin
 work=$(mktemp -d "${TMPDIR:-/tmp}/rootbox-vmcheck.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 "$repo/tests/lib/mk-busybox-rootfs.sh" "$work/rootfs" >/dev/null
+# The same tree as a tarball for `rootbox import` (made here: in the VM the test user cannot
+# read the rootfs's /root).
+tar -C "$work/rootfs" -cf "$work/busybox.tar" .
 
 start=$(date +%s)
 if "$here/run.sh" --bin "$bin/rootbox" --bin "$bin/rootbox-runtime" --bin "$bin/rootbox-monitor" \
@@ -42,10 +45,10 @@ if "$here/run.sh" --bin "$bin/rootbox" --bin "$bin/rootbox-runtime" --bin "$bin/
     --file "$bin/rootbox:$vbin/rootbox" --file "$bin/rootbox-runtime:$vbin/rootbox-runtime" \
     --file "$bin/rootbox-monitor:$vbin/rootbox-monitor" \
     --file "$bin/rootbox-monitor-supervise:$vbin/rootbox-monitor-supervise" \
-    --file "$work/rootfs:/opt/rootbox-rootfs" \
+    --file "$work/rootfs:/opt/rootbox-rootfs" --file "$work/busybox.tar:/opt/rootbox-busybox.tar" \
     --env ROOTBOX="$vbin/rootbox" --env ROOTBOX_RUNTIME="$vbin/rootbox-runtime" \
     --env ROOTBOX_MONITOR="$vbin/rootbox-monitor" \
-    --env ROOTFS=/opt/rootbox-rootfs --test "$here/cgroup-test.sh" "$@"; then
+    --env ROOTFS=/opt/rootbox-rootfs --env IMAGE_TAR=/opt/rootbox-busybox.tar --test "$here/cgroup-test.sh" "$@"; then
     echo "vm/check: cgroup tests passed ($(( $(date +%s) - start ))s boot + test)"
 else
     rc=$?

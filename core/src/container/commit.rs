@@ -214,13 +214,42 @@ impl<W> NotingWriter<W> {
     }
 }
 
-/// Thaws a container frozen for the commit, however the commit ends.
-struct Frozen(Option<crate::cgroup::Cgroup>);
+/// Thaws a container frozen for the commit, however the commit ends; and, for a commit that
+/// is killed before it can, leaves a mark that the next command to load the container
+/// honours ([`super::Container::load`] thaws it once this process is gone).
+struct Frozen(Option<(crate::cgroup::Cgroup, PathBuf)>);
+
+impl Frozen {
+    fn freeze(c: &super::Container) -> Frozen {
+        let Some(cg) = c.cgroup().filter(|cg| cg.exists()) else {
+            return Frozen(None);
+        };
+        let me = std::process::id() as i32;
+        let Some(start) = crate::container::state::process_start_time(me) else {
+            return Frozen(None);
+        };
+        let mark = c.dir().join(super::COMMIT_FREEZE_MARK);
+        // Without the mark a killed commit could leave the container frozen for good: no freeze.
+        if crate::container::state::write_atomic(&mark, format!("{me} {start}\n").as_bytes())
+            .is_err()
+        {
+            return Frozen(None);
+        }
+        if cg.freeze(true).is_err() {
+            let _ = cg.freeze(false);
+            let _ = std::fs::remove_file(&mark);
+            return Frozen(None);
+        }
+        Frozen(Some((cg, mark)))
+    }
+}
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        if let Some(cg) = self.0.take() {
-            let _ = cg.freeze(false);
+        if let Some((cg, mark)) = self.0.take() {
+            if cg.freeze(false).is_ok() {
+                let _ = std::fs::remove_file(&mark);
+            }
         }
     }
 }
@@ -292,14 +321,11 @@ fn commit_with(
         .map_err(|e| ImageError::format(format!("image config {}", rec.config), e.to_string()))?;
 
     let status = c.status();
-    let _frozen = Frozen(if opts.pause && status == Status::Running {
-        match c.cgroup().filter(|cg| cg.exists()) {
-            Some(cg) if cg.freeze(true).is_ok() => Some(cg),
-            _ => None,
-        }
+    let _frozen = if opts.pause && status == Status::Running {
+        Frozen::freeze(&c)
     } else {
-        None
-    });
+        Frozen(None)
+    };
     let _g = store.lock("store", false)?;
     let d = compute(&c, "commit")?;
 

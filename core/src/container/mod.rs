@@ -27,6 +27,10 @@ use oci_spec::runtime::Spec;
 
 pub use state::{OciState, Record, StateRoot, Status};
 
+/// In a container's state directory while a commit holds it frozen: "PID START_TIME" of the
+/// committing process (see [`Container::load`]).
+const COMMIT_FREEZE_MARK: &str = "commit-frozen";
+
 use crate::cgroup::{Cgroup, CgroupError};
 use crate::launch::LaunchError;
 use crate::spec::SpecError;
@@ -116,10 +120,38 @@ impl Container {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        Ok(Container {
+        let c = Container {
             root: root.clone(),
             record,
-        })
+        };
+        c.thaw_after_killed_commit();
+        Ok(c)
+    }
+
+    /// A commit freezes a running container while it reads its layer and marks that in
+    /// [`COMMIT_FREEZE_MARK`] (its pid and start time). When that process is gone but the mark
+    /// is still there, the commit was killed before it could thaw: thaw it now, unless the
+    /// container was paused on purpose since.
+    fn thaw_after_killed_commit(&self) {
+        let mark = self.dir().join(COMMIT_FREEZE_MARK);
+        let Ok(text) = std::fs::read_to_string(&mark) else {
+            return;
+        };
+        let mut f = text.split_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(pid)), Some(Ok(start))) = (f.next(), f.next()) {
+            let pid = i32::try_from(pid).unwrap_or(0);
+            if pid > 0 && state::process_start_time(pid) == Some(start) {
+                return; // the commit is still at work
+            }
+        }
+        if self.record.status != Status::Paused {
+            if let Some(cg) = self.cgroup().filter(|cg| cg.exists()) {
+                if cg.freeze(false).is_err() {
+                    return; // the mark stays: the next command tries again
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&mark);
     }
 
     pub fn id(&self) -> &str {
