@@ -99,8 +99,8 @@ def mapped(opts=()):
     return os.geteuid() == 0 or not subids_missing_reason()
 
 
-def finished(rb, name, *opts, script=CHANGES):
-    ok(rb("run", "-d", "--name", name, *opts, REF, "sh", "-c", script))
+def finished(rb, name, *opts, script=CHANGES, image=REF):
+    ok(rb("run", "-d", "--name", name, *opts, image, "sh", "-c", script))
     r = ok(rb("wait", name))
     assert r.out.strip() == "0", r
 
@@ -193,6 +193,39 @@ def test_commit_gives_exactly_the_changed_tree(rb, tmp_path, driver):
               "test -e /etc/layer2 || echo no-layer2; test -e /usr/bin/suid || echo no-suid"))
     assert r.lines == ["new", "deep", "changed", "z", "no-layer2", "no-suid"], r
     assert ok(rb("diff", "dst")).out == "", "a fresh container of the committed image has changes"
+
+
+def test_commit_keeps_extended_attributes(rb, tmp_path):
+    """A file and a directory with user.* xattrs in the image, changed in the container (so
+    overlay copies them up): the committed layer carries the xattrs as PAX SCHILY.xattr
+    records, and a commit of a container of that image carries them again (they were unpacked
+    onto its files). Overlay's own xattrs are not committed."""
+    img = ib.busybox_image()
+    tagged = ib.Layer().dir("opt").dir("opt/xdir", pax={"SCHILY.xattr.user.dirnote": "d"}).file(
+        "opt/tagged", b"v1\n", pax={"SCHILY.xattr.user.demo": "kept", "SCHILY.xattr.user.other": "two"})
+    cfg = json.loads(img.config)
+    img = ib.Image(img.layers + [tagged.bytes()], {k: v for k, v in cfg.items() if k != "rootfs"})
+    ib.write_docker_archive(tmp_path / "x.tar", img, ["test/xattrs:1"])
+    ok(rb("load", "-i", tmp_path / "x.tar"))
+
+    def committed_layer(src, ref):
+        ok(rb("commit", src, ref))
+        man, _ = image_docs(rb.store, ref)
+        raw = gzip.decompress(blob(rb.store, man["layers"][-1]["digest"]))
+        with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+            return {m.name.rstrip("/"): m.pax_headers for m in t.getmembers()}
+
+    finished(rb, "x1", image="test/xattrs:1", script="echo v2 >> /opt/tagged; touch /opt/xdir/new")
+    layer = committed_layer("x1", "test/xattrs:2")
+    assert layer["opt/tagged"].get("SCHILY.xattr.user.demo") == "kept", layer["opt/tagged"]
+    assert layer["opt/tagged"].get("SCHILY.xattr.user.other") == "two", layer["opt/tagged"]
+    assert layer["opt/xdir"].get("SCHILY.xattr.user.dirnote") == "d", layer["opt/xdir"]
+    assert not any(k.startswith("SCHILY.xattr.user.overlay.") for h in layer.values() for k in h), layer
+
+    finished(rb, "x2", image="test/xattrs:2", script="echo v3 >> /opt/tagged")
+    again = committed_layer("x2", "test/xattrs:3")
+    assert again["opt/tagged"].get("SCHILY.xattr.user.demo") == "kept", again["opt/tagged"]
+    assert ok(rb("run", "--rm", "test/xattrs:3", "cat", "/opt/tagged")).lines == ["v1", "v2", "v3"]
 
 
 def test_commit_change_untagged_and_errors(rb):

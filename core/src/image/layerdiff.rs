@@ -11,11 +11,14 @@
 //! * [`full_changes`]: the vfs driver's writable layer is a full copy: compared with the merged
 //!   lower layers, entry by entry.
 //! * [`TarOut`]: tar entries with the container's view of ownership (host ids mapped back
-//!   through the container's id maps).
+//!   through the container's id maps), and the files' extended attributes as PAX
+//!   `SCHILY.xattr.*` records: `user.*` ones (not the storage's own: overlay, fuse-overlayfs,
+//!   containers-storage) where this user may read them, and file capabilities.
 
 use std::collections::{BTreeSet, HashMap};
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 
 use oci_spec::runtime::LinuxIdMapping;
@@ -493,6 +496,96 @@ pub fn to_container(id: u32, maps: &[LinuxIdMapping]) -> u32 {
     65534
 }
 
+/// Prefixes of `user.*` xattrs that are the storage's own bookkeeping, not the files'.
+const STORAGE_XATTRS: [&[u8]; 3] = [
+    b"user.overlay.",
+    b"user.fuseoverlayfs.",
+    b"user.containers.",
+];
+
+/// The extended attributes a layer carries for the file open at `fd`, sorted by name: `user.*`
+/// (but [`STORAGE_XATTRS`]) and `security.capability` as a revision-2 value. A revision-3
+/// capability names the user namespace root it belongs to (a host id): kept, without that id,
+/// when it is this container's root, else dropped. What cannot be read is left out.
+fn layer_xattrs(fd: i32, uids: &[LinuxIdMapping]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut names = vec![0u8; 4096];
+    loop {
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
+        if n >= 0 {
+            names.truncate(n as usize);
+            break;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) || names.len() > 1 << 20
+        {
+            return Vec::new();
+        }
+        names.resize(names.len() * 4, 0);
+    }
+    let mut out = Vec::new();
+    for k in names.split(|c| *c == 0).filter(|k| !k.is_empty()) {
+        let user = k.starts_with(b"user.") && !STORAGE_XATTRS.iter().any(|p| k.starts_with(p));
+        let cap = k == b"security.capability";
+        if !user && !cap {
+            continue;
+        }
+        let Ok(ck) = CString::new(k) else { continue };
+        let mut v = vec![0u8; 64 * 1024];
+        // SAFETY: a NUL-terminated name and a buffer valid for its length.
+        let n = unsafe { libc::fgetxattr(fd, ck.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        if n < 0 {
+            continue;
+        }
+        v.truncate(n as usize);
+        if cap {
+            match capability_v2(&v, uids) {
+                Some(v2) => v = v2,
+                None => continue,
+            }
+        }
+        out.push((k.to_vec(), v));
+    }
+    out.sort();
+    out
+}
+
+/// `security.capability` as revision 2 (magic, then permitted and inheritable for two words):
+/// a revision-2 value as it is; a revision-3 one whose root id maps to the container's root,
+/// without the id; anything else `None`.
+fn capability_v2(v: &[u8], uids: &[LinuxIdMapping]) -> Option<Vec<u8>> {
+    const REV_MASK: u32 = 0xFF00_0000;
+    const REV2: u32 = 0x0200_0000;
+    const REV3: u32 = 0x0300_0000;
+    let magic = u32::from_le_bytes(v.get(..4)?.try_into().ok()?);
+    match (magic & REV_MASK, v.len()) {
+        (REV2, 20) => Some(v.to_vec()),
+        (REV3, 24) => {
+            let root = u32::from_le_bytes(v[20..24].try_into().ok()?);
+            if to_container(root, uids) != 0 {
+                return None;
+            }
+            let mut v2 = v[..20].to_vec();
+            v2[..4].copy_from_slice(&(REV2 | (magic & !REV_MASK)).to_le_bytes());
+            Some(v2)
+        }
+        _ => None,
+    }
+}
+
+/// Appends one PAX record, `"LEN KEY=VALUE\n"`, where LEN counts the whole record itself.
+fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    out.extend_from_slice(format!("{len} ").as_bytes());
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
 /// Writes tar entries for nodes, owners as the container sees them.
 pub struct TarOut<W: Write> {
     b: tar::Builder<W>,
@@ -539,6 +632,7 @@ impl<W: Write> TarOut<W> {
         }
         match node.kind() {
             libc::S_IFREG => {
+                self.xattrs(name, node)?;
                 let mut h = self.header(st, tar::EntryType::Regular);
                 h.set_size(st.st_size as u64);
                 let mut f = node.file()?;
@@ -553,6 +647,7 @@ impl<W: Write> TarOut<W> {
                 Ok(())
             }
             libc::S_IFDIR => {
+                self.xattrs(name, node)?;
                 let mut h = self.header(st, tar::EntryType::Directory);
                 let mut n = name.to_vec();
                 n.push(b'/');
@@ -578,6 +673,31 @@ impl<W: Write> TarOut<W> {
                 self.b.append_data(&mut h, path, io::empty())
             }
         }
+    }
+
+    /// A PAX header with `node`'s extended attributes for the entry that follows (none when
+    /// it has none a layer carries). `node` is a readable regular file or directory.
+    fn xattrs(&mut self, name: &[u8], node: &Node) -> io::Result<()> {
+        let list = layer_xattrs(node.fd.as_raw_fd(), &self.uids);
+        if list.is_empty() {
+            return Ok(());
+        }
+        let mut data = Vec::new();
+        for (k, v) in &list {
+            let mut key = b"SCHILY.xattr.".to_vec();
+            key.extend_from_slice(k);
+            pax_record(&mut data, &key, v);
+        }
+        let base = name.rsplit(|c| *c == b'/').next().unwrap_or(name);
+        let mut pname = b"PaxHeaders/".to_vec();
+        pname.extend_from_slice(&base[..base.len().min(80)]);
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_path(OsStr::from_bytes(&pname))?;
+        h.set_cksum();
+        self.b.append(&h, &data[..])
     }
 
     /// An OCI whiteout for `path` (`DIR/.wh.NAME`).
@@ -663,4 +783,52 @@ pub fn tar_changes<W: Write>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_records_count_their_own_length() {
+        for vlen in [
+            0usize, 1, 4, 5, 6, 85, 86, 87, 95, 96, 97, 990, 995, 996, 1000,
+        ] {
+            let mut out = Vec::new();
+            pax_record(&mut out, b"SCHILY.xattr.user.k", &vec![b'v'; vlen]);
+            let sp = out.iter().position(|c| *c == b' ').unwrap();
+            let len: usize = std::str::from_utf8(&out[..sp]).unwrap().parse().unwrap();
+            assert_eq!(len, out.len(), "value of {vlen} bytes");
+            assert!(out.ends_with(b"\n"));
+        }
+    }
+
+    #[test]
+    fn capabilities_become_revision_2() {
+        let maps: [LinuxIdMapping; 1] = [serde_json::from_value(
+            serde_json::json!({"containerID": 0, "hostID": 200000, "size": 65536}),
+        )
+        .unwrap()];
+        let mut v3 = (0x0300_0001u32).to_le_bytes().to_vec();
+        v3.extend_from_slice(&[0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut bound_here = v3.clone();
+        bound_here.extend_from_slice(&200000u32.to_le_bytes());
+        let v2 = capability_v2(&bound_here, &maps).unwrap();
+        assert_eq!(v2.len(), 20);
+        assert_eq!(
+            &v2[..4],
+            &(0x0200_0001u32).to_le_bytes(),
+            "effective flag kept"
+        );
+        assert_eq!(&v2[4..], &bound_here[4..20]);
+        let mut elsewhere = v3.clone();
+        elsewhere.extend_from_slice(&100000u32.to_le_bytes());
+        assert_eq!(
+            capability_v2(&elsewhere, &maps),
+            None,
+            "another namespace's root"
+        );
+        assert_eq!(capability_v2(&v2, &maps).as_deref(), Some(&v2[..]));
+        assert_eq!(capability_v2(b"junk", &maps), None);
+    }
 }
