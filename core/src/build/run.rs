@@ -163,8 +163,8 @@ pub(super) fn run_step(
                 unsafe { libc::kill(fg.running.pid(), libc::SIGKILL) };
                 killed = true;
             }
-            if n == 0 {
-                continue;
+            if n <= 0 {
+                continue; // nothing to read yet (or a signal): check again
             }
         }
         match r.read(&mut buf) {
