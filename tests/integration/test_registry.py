@@ -10,9 +10,9 @@ import os
 import pathlib
 import pty
 import shutil
-import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -21,6 +21,10 @@ import pytest
 
 import imagebuild as ib
 from util import run
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "lib"))
+import registry_server  # noqa: E402  (tests/lib: shared with tests/python)
+from registry_server import free_port  # noqa: E402
 
 REGISTRY = shutil.which("docker-registry") or (
     "/usr/bin/docker-registry" if os.path.exists("/usr/bin/docker-registry") else None)
@@ -31,12 +35,6 @@ HTPASSWD = shutil.which("htpasswd")
 pytestmark = pytest.mark.skipif(REGISTRY is None, reason="docker-registry not installed (tests/setup-root.sh installs it)")
 
 USER, PASSWORD = "alice", "s3cret-pw"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Registry:
@@ -66,26 +64,10 @@ class Registry:
             (base / "htpasswd").write_bytes(pw)
             cfg += ["auth:", "  htpasswd:", "    realm: rootbox-test", f"    path: {base / 'htpasswd'}"]
         (base / "config.yml").write_text("\n".join(cfg) + "\n")
-        out = subprocess.run(
-            ["sh", "-c", f'"$0" serve "$1" >"$2" 2>&1 </dev/null & echo $!',
-             REGISTRY, str(base / "config.yml"), str(base / "registry.log")],
-            stdout=subprocess.PIPE, text=True, check=True).stdout
-        self.pid = int(out.strip())
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"docker-registry did not start: {(base / 'registry.log').read_text()}")
-                time.sleep(0.05)
+        self.pid = registry_server.start(REGISTRY, base / "config.yml", base / "registry.log", self.port)
 
     def stop(self):
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
+        registry_server.stop(self.pid)
 
     def url(self, path: str) -> str:
         return f"http://{self.host}{path}"

@@ -13,16 +13,17 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import signal
-import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
-import time
 
 import pytest
 
 import rootbox
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "lib"))
+import registry_server  # noqa: E402  (tests/lib: shared with tests/integration)
 
 HERE = pathlib.Path(__file__).resolve().parent
 IMAGE = "test/busybox:1"
@@ -93,9 +94,7 @@ class Registry:
     a private directory; started through a shell that exits, so it is nobody's child."""
 
     def __init__(self, base: pathlib.Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = registry_server.free_port()
         self.host = f"127.0.0.1:{self.port}"
         pw = subprocess.run([HTPASSWD, "-Bbn", REGISTRY_USER, REGISTRY_PASSWORD],
                             stdout=subprocess.PIPE, check=True).stdout
@@ -108,27 +107,10 @@ class Registry:
             "auth:", "  htpasswd:", "    realm: rootbox-python", f"    path: {base / 'htpasswd'}",
         ]) + "\n")
         self.log = base / "registry.log"
-        out = subprocess.run(
-            ["sh", "-c", '"$0" serve "$1" >"$2" 2>&1 </dev/null & echo $!',
-             REGISTRY_BIN, str(base / "config.yml"), str(self.log)],
-            stdout=subprocess.PIPE, text=True, check=True).stdout
-        self.pid = int(out.strip())
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"docker-registry did not start: {self.log.read_text()}")
-                time.sleep(0.05)
+        self.pid = registry_server.start(REGISTRY_BIN, base / "config.yml", self.log, self.port)
 
     def stop(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
+        registry_server.stop(self.pid)
 
 
 @pytest.fixture(scope="session")
